@@ -1,0 +1,170 @@
+"""``ensemble build``: fit a scheme on the held-out split, estimate it honestly, apply it everywhere.
+
+1. Find the members (one per model and split; crops folded) among the stores.
+2. Read the held-out split's members, build candidates, and measure the best
+   single member and the uniform average there.
+3. Cross-fit the scheme (K folds over held-out videos) for an honest estimate,
+   then fit it once on all held-out videos.
+4. Stream every split's members in row chunks through the fitted scheme into an
+   output store ``<name>.<split>.full.h5`` (itself a valid member), and score it
+   on every split that has labels.
+5. Record everything in ``<name>.build.json`` beside the stores.
+"""
+from __future__ import annotations
+
+import inspect
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from predictions.atomic import atomic_write_text
+from predictions.errors import InputError
+from predictions.store import StoreWriter, read_store
+from predictions import metrics
+
+from .base import create_combiner, Combiner
+from .candidates import Candidates
+from .crossfit import crossfit
+from .evaluate import evaluate_members, find_labels
+from .members import Member, align_members, discover, iter_member_chunks, read_members
+
+import json
+import re
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def make_factory(weights: str, params: dict, random_state: int):
+    """A zero-argument function building a fresh, unfitted combiner (validated now, once)."""
+    probe = create_combiner(weights, **params)
+    if "random_state" in inspect.signature(type(probe).__init__).parameters and "random_state" not in params:
+        params = {**params, "random_state": random_state}
+    return lambda: create_combiner(weights, **params)
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "xgboost", "scikit-learn", "h5py", "yt8m-ensembler"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def build(members, *, weights: str = "uniform", params: dict | None = None, labels=None, out,
+          name: str | None = None, fit_split: str = "heldout", k: int | None = None, n_folds: int = 5,
+          random_state: int = 0, chunk_rows: int = 20000, fold_crops: str = "mean", member_k: int | None = None,
+          require_same_ids: bool = False, allow_mixed_k: bool = False, progress: bool = True,
+          command: str | None = None, log=print) -> dict:
+    """Build one ensemble; returns the build record (also written as JSON). See the module docstring."""
+    t0 = time.perf_counter()
+    params = dict(params or {})
+    name = name or f"ens-{weights}"
+    if not _NAME.match(name):
+        raise InputError(f"ensemble name {name!r} must match [A-Za-z0-9_-]+")
+    if n_folds < 2:
+        raise InputError(f"--folds must be >= 2, got {n_folds}")
+    factory = make_factory(weights, params, random_state)
+    learned = factory().learned
+    out = Path(out)
+    single_file = out.suffix == ".h5"
+    out_dir = out.parent if single_file else out
+
+    by_split = discover(members, fold_crops=fold_crops)
+    # Never ingest this ensemble's own earlier output.
+    by_split = {s: [m for m in ms if m.name != name] for s, ms in by_split.items()}
+    truth = find_labels(labels) if labels else {}
+    if fit_split not in by_split:
+        if learned or len(by_split) != 1:
+            raise InputError(f"no member store for the fit split {fit_split!r}; splits found: "
+                             f"{', '.join(sorted(by_split)) or 'none'}")
+        fit_split = next(iter(by_split))
+    fit_members = by_split[fit_split]
+    names = [m.name for m in fit_members]
+    if len(names) < 1:
+        raise InputError("no members to combine")
+    if learned and fit_split not in truth:
+        raise InputError(f"scheme {weights!r} is learned: it needs labels.{fit_split}.h5 (give --labels)")
+
+    # --- fit split: candidates, baselines, honest estimate, final fit -----------------
+    align_kw = dict(require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k)
+    fit_alignment = align_members(fit_members, **align_kw)
+    parts = read_members(fit_members, fit_alignment, chunk_rows=chunk_rows, member_k=member_k)
+    cands = Candidates.from_members(parts, names)
+    record: dict = {"scheme": weights, "name": name, "params": params, "fit_split": fit_split,
+                    "members": [{"name": m.name, "paths": m.paths} for m in fit_members],
+                    "n_fit_videos": cands.n_videos, "n_candidates": len(cands)}
+    fit_labels = truth[fit_split].reindex(cands.ids) if fit_split in truth else None
+    if fit_labels is not None:
+        y = cands.targets(fit_labels)
+        single = {n: cands.gap(cands.scores[:, j], fit_labels, y=y) for j, n in enumerate(names)}
+        record["member_gap"] = single
+        record["best_single"] = max(single.items(), key=lambda kv: kv[1])
+        record["uniform_gap"] = cands.gap(cands.scores.mean(axis=1), fit_labels, y=y)
+        t = time.perf_counter()
+        cv = crossfit(factory, cands, fit_labels, n_folds=n_folds, random_state=random_state, progress=progress)
+        record["crossfit"] = {"n_folds": n_folds, "fold_scores": list(cv.fold_scores), "estimate": cv.estimate,
+                              "seconds": time.perf_counter() - t}
+    t = time.perf_counter()
+    combiner: Combiner = factory().fit(cands, fit_labels)
+    record["fit_seconds"] = time.perf_counter() - t
+    record["fitted"] = combiner.describe()
+    del parts, cands
+
+    # --- apply to every split that has all the members --------------------------------
+    k_out = k or max((m.k or 100) for m in fit_members)
+    outputs, scores = {}, {}
+    splits = [fit_split] + sorted(s for s in by_split if s != fit_split)
+    for split in splits:
+        by_name = {m.name: m for m in by_split[split]}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            log(f"skipping split {split!r}: members missing there: {', '.join(missing)}")
+            continue
+        if single_file and split != fit_split:
+            continue
+        split_members = [by_name[n] for n in names]
+        alignment = align_members(split_members, **align_kw)
+        path = out if single_file else out_dir / f"{name}.{split}.full.h5"
+        extra = {"ensemble": {"scheme": weights, "members": names, "fit_split": fit_split,
+                              "member_paths": [p for m in split_members for p in m.paths]}}
+        bar = tqdm(total=len(alignment.ids), unit="video", desc=f"{name} {split}", disable=not progress)
+        with StoreWriter(path, ids=alignment.ids, num_classes=split_members[0].num_classes, k=k_out, model=name,
+                         split=split, crop="full", config={"scheme": weights, "params": params},
+                         extra=extra) as writer:
+            for chunk in iter_member_chunks(split_members, alignment, chunk_rows=chunk_rows, member_k=member_k):
+                c = Candidates.from_members(chunk, names)
+                writer.write(c.to_predictions(combiner.predict_scores(c), k=k_out))
+                bar.update(c.n_videos)
+        bar.close()
+        outputs[split] = str(path)
+        if split in truth:
+            pred = read_store(path)
+            scores[split] = {"ensemble": metrics.evaluate(pred, truth[split].reindex(pred.ids))}
+            if split != fit_split:
+                scores[split]["members"] = evaluate_members(split_members, truth[split], chunk_rows=chunk_rows)
+    record["outputs"] = outputs
+    record["scores"] = scores
+    record["build_seconds"] = time.perf_counter() - t0
+    record["versions"] = _versions()
+    record["command"] = command or " ".join(sys.argv)
+    json_path = out.with_suffix(".json") if single_file else out_dir / f"{name}.build.json"
+    atomic_write_text(json_path, json.dumps(record, indent=2, default=_json_default))
+    record["record_path"] = str(json_path)
+    return record

@@ -1,0 +1,195 @@
+"""The ``ensemble`` command line: build, evaluate, submit, import, schemes.
+
+Exit codes: 0 success, 1 bad input (one line on stderr, no traceback), 2 usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import warnings
+
+from predictions.errors import InputError
+
+EPILOG_BUILD = """example:
+  ensemble build --weights=caruana --members 'runs/demo/predictions/*.h5' \\
+      --labels runs/demo/labels --out runs/demo/predictions --name ens-caruana
+  (fits on the held-out split, prints a cross-fitted estimate, writes
+   ens-caruana.<split>.full.h5 for every split plus ens-caruana.build.json)"""
+
+
+def _param(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ensemble", description="Combine saved predictions of multi-label classifiers.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="run 'ensemble COMMAND --help' for each command's options and an example")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, help, epilog):
+        sp = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
+        sp.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+        return sp
+
+    b = add("build", "fit an ensembling scheme on the held-out split and write ensemble stores", EPILOG_BUILD)
+    b.add_argument("--weights", default="uniform", help="scheme: see 'ensemble schemes' (default uniform)")
+    b.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                   help="scheme parameter, repeatable (e.g. --param n_iterations=100)")
+    b.add_argument("--members", nargs="+", required=True, help="stores: files, directories or globs")
+    b.add_argument("--labels", nargs="+", help="labels files labels.<split>.h5 (files, dirs or globs)")
+    b.add_argument("--out", required=True, help="output directory, or one .h5 file for a single-split build")
+    b.add_argument("--name", help="ensemble name (default ens-<weights>)")
+    b.add_argument("--fit-split", default="heldout", help="split the scheme is fitted on (default heldout)")
+    b.add_argument("--k", type=int, help="labels kept per video in the output (default: the members' largest k)")
+    b.add_argument("--member-k", type=int, help="cut each member to its top K labels first")
+    b.add_argument("--folds", type=int, default=5, help="folds of the cross-fitted estimate (default 5)")
+    b.add_argument("--seed", type=int, default=0, help="random_state of the scheme and of the folds")
+    b.add_argument("--chunk-rows", type=int, default=20000, help="videos per streamed chunk (bounds memory)")
+    b.add_argument("--fold-crops", choices=("mean", "none"), default="mean",
+                   help="fold each model's crops into one member by their mean (default), or keep each crop")
+    b.add_argument("--require-same-ids", action="store_true", help="error unless all members have the same videos")
+    b.add_argument("--allow-mixed-k", action="store_true", help="accept members with different top-k widths")
+
+    e = add("evaluate", "print GAP@20, MAP, Hit@1 and PERR of stores against labels",
+            "example:\n  ensemble evaluate --members 'runs/demo/predictions/*.h5' --labels runs/demo/labels --split eval")
+    e.add_argument("--members", nargs="+", required=True, help="stores: files, directories or globs")
+    e.add_argument("--labels", nargs="+", required=True, help="labels files labels.<split>.h5")
+    e.add_argument("--split", default="heldout", help="split to score (default heldout)")
+    e.add_argument("--k", type=int, default=20, help="GAP@k (default 20)")
+    e.add_argument("--chunk-rows", type=int, default=50000, help="videos per streamed chunk")
+    e.add_argument("--fold-crops", choices=("mean", "none"), default="mean")
+
+    s = add("submit", "write a Kaggle submission CSV from a store",
+            "example:\n  ensemble submit runs/demo/predictions/ens-uniform.test.full.h5 --out submission.csv")
+    s.add_argument("store", help="an ensemble's (or any member's) store for the test split")
+    s.add_argument("--out", required=True, help="CSV to write (atomically)")
+    s.add_argument("--top", type=int, default=20, help="label/score pairs per video (default 20)")
+    s.add_argument("--precision", type=int, default=6, help="decimals of each score (default 6)")
+
+    i = add("import", "convert a Kaggle CSV (or rank-only VideoId,Label CSV) into a store",
+            "example:\n  ensemble import team_a.csv --model team_a --split test --classes 3862 --out preds/")
+    i.add_argument("csv", help="CSV file: VideoId,LabelConfidencePairs or VideoId,Label (ranks)")
+    i.add_argument("--model", required=True, help="member name to record in the store")
+    i.add_argument("--split", required=True, help="split name to record (heldout, eval, test, ...)")
+    i.add_argument("--classes", type=int, default=3862, help="number of classes (default 3862)")
+    i.add_argument("--out", required=True, help="directory (writes <model>.<split>.full.h5) or .h5 file")
+
+    add("schemes", "list the ensembling schemes", "example:\n  ensemble schemes")
+    return p
+
+
+def _say(args, text: str) -> None:
+    if not args.quiet and not args.json:
+        print(text)
+
+
+def _cmd_build(args) -> dict:
+    from .build import build
+    from .evaluate import format_table
+    rec = build(args.members, weights=args.weights, params=dict(args.param), labels=args.labels, out=args.out,
+                name=args.name, fit_split=args.fit_split, k=args.k, n_folds=args.folds, random_state=args.seed,
+                chunk_rows=args.chunk_rows, fold_crops=args.fold_crops, member_k=args.member_k,
+                require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k,
+                progress=not (args.quiet or args.json), command=shlex.join(["ensemble"] + sys.argv[1:]),
+                log=lambda t: _say(args, t))
+    lines = [f"ensemble {rec['name']} ({rec['scheme']}) over {len(rec['members'])} members, "
+             f"fitted on {rec['n_fit_videos']} {rec['fit_split']} videos"]
+    if "crossfit" in rec:
+        best_name, best = rec["best_single"]
+        cv = rec["crossfit"]
+        lines.append(f"  {rec['fit_split']} GAP@20: best single member {best_name} {best:.4f} | uniform "
+                     f"{rec['uniform_gap']:.4f} | {rec['scheme']} cross-fitted ({cv['n_folds']} folds) "
+                     f"{cv['estimate']:.4f} [folds {' '.join(f'{s:.4f}' for s in cv['fold_scores'])}]")
+    for split, sc in rec["scores"].items():
+        if split == rec["fit_split"]:
+            continue
+        rows = [{"name": f"{rec['name']} (ensemble)", **sc["ensemble"]}] + sc.get("members", [])
+        lines.append(f"  {split} split (no combiner saw these labels):\n" + format_table(rows))
+    lines += [f"  wrote {p}" for p in rec["outputs"].values()] + [f"  record {rec['record_path']}"]
+    _say(args, "\n".join(lines))
+    return rec
+
+
+def _cmd_evaluate(args) -> list:
+    from .evaluate import evaluate_members, find_labels, format_table
+    from .members import discover
+    truth = find_labels(args.labels)
+    if args.split not in truth:
+        raise InputError(f"no labels.{args.split}.h5 among {args.labels}")
+    by_split = discover(args.members, fold_crops=args.fold_crops)
+    if args.split not in by_split:
+        raise InputError(f"no store of split {args.split!r} among {args.members}")
+    rows = evaluate_members(by_split[args.split], truth[args.split], k=args.k, chunk_rows=args.chunk_rows)
+    _say(args, f"{args.split} split, GAP@{args.k}:\n" + format_table(rows))
+    return rows
+
+
+def _cmd_submit(args) -> dict:
+    from predictions.csvio import write_submission
+    from predictions.store import read_store
+    pred = read_store(args.store)
+    write_submission(args.out, pred, top=args.top, precision=args.precision)
+    _say(args, f"wrote {args.out}: {len(pred)} videos, top {args.top}")
+    return {"out": args.out, "videos": len(pred), "top": args.top}
+
+
+def _cmd_import(args) -> dict:
+    from pathlib import Path
+    from predictions.csvio import read_rank_csv, read_submission
+    from predictions.store import write_store
+    with open(args.csv, encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline().strip()
+    reader = read_rank_csv if header.replace(" ", "") == "VideoId,Label" else read_submission
+    pred = reader(args.csv, args.classes)
+    out = Path(args.out)
+    path = out if out.suffix == ".h5" else out / f"{args.model}.{args.split}.full.h5"
+    write_store(path, pred, model=args.model, split=args.split, config={"imported_from": str(args.csv)})
+    _say(args, f"wrote {path}: {len(pred)} videos, k={pred.k}")
+    return {"out": str(path), "videos": len(pred), "k": pred.k}
+
+
+def _cmd_schemes(args) -> list:
+    from .base import _COMBINERS, list_combiners
+    names = list_combiners()
+    for n in names:
+        cls = _COMBINERS[n]
+        doc = (cls.__doc__ or "").strip().split("\n")[0]
+        _say(args, f"{n:10s} {'learned' if cls.learned else 'fixed  '}  {doc}")
+    return names
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"ensemble: warning: {msg}\n"
+    if args.quiet or args.json:
+        warnings.simplefilter("ignore")
+    handler = {"build": _cmd_build, "evaluate": _cmd_evaluate, "submit": _cmd_submit,
+               "import": _cmd_import, "schemes": _cmd_schemes}[args.command]
+    try:
+        result = handler(args)
+    except InputError as err:
+        print(f"ensemble: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ensemble: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        from .build import _json_default
+        print(json.dumps(result, indent=2, default=_json_default))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Find the members of an ensemble among predictions stores and read them aligned.
+
+A *member* is one model's predictions for one split. A model's test-time crops
+(stores with crop ``"0"``, ``"1"``, ...) are folded into one member first (their
+mean), so that crops do not swamp the weights; a store with crop ``"full"`` (a
+video-level model, or an ensemble) or ``"mean"`` (crops averaged by the
+producer) is used as it is.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from predictions.align import align_stores, iter_aligned
+from predictions.errors import InputError
+from predictions.store import StoreReader, expand_paths, open_store
+from predictions.types import Predictions
+
+from .candidates import DEFAULT_K_FULL, Candidates
+
+FOLDS = ("mean", "none")
+
+
+@dataclass
+class Member:
+    """One model's predictions of one split: one store, or several crops to average."""
+
+    name: str
+    split: str
+    readers: list[StoreReader]
+
+    @property
+    def num_classes(self) -> int:
+        return self.readers[0].meta.num_classes
+
+    @property
+    def k(self) -> int | None:
+        ks = [r.meta.k for r in self.readers]
+        return None if None in ks else max(ks)
+
+    @property
+    def paths(self) -> list[str]:
+        return [str(r.path) for r in self.readers]
+
+    def fold(self, parts: list[Predictions]) -> Predictions:
+        """Combine this member's aligned crop predictions into one (their mean)."""
+        if len(parts) == 1:
+            return parts[0]
+        cands = Candidates.from_members(parts)
+        k = min(self.k or DEFAULT_K_FULL, cands.num_classes)
+        return cands.to_predictions(cands.scores.mean(axis=1), k=k)
+
+
+def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[Member]]:
+    """Open every store matched by ``patterns`` and group them into members per split.
+
+    Returns ``{split: [Member, ...]}`` with members sorted by name. Two stores of
+    the same model, split and crop are an error (the same member twice).
+    """
+    if fold_crops not in FOLDS:
+        raise InputError(f"--fold-crops must be one of {', '.join(FOLDS)}, got {fold_crops!r}")
+    by_key: dict[tuple[str, str], dict[str, StoreReader]] = defaultdict(dict)
+    for path in expand_paths(patterns):
+        if path.name.startswith("labels."):
+            continue  # a labels file beside the stores is not a member
+        reader = open_store(path)
+        m = reader.meta
+        crops = by_key[(m.split, m.model)]
+        if m.crop in crops:
+            raise InputError(f"the same member twice: model {m.model!r}, split {m.split!r}, crop {m.crop!r} "
+                             f"in {crops[m.crop].path} and {path}", path)
+        crops[m.crop] = reader
+    out: dict[str, list[Member]] = defaultdict(list)
+    for (split, model), crops in sorted(by_key.items()):
+        numbered = sorted((c for c in crops if c.isdigit()), key=int)
+        if "full" in crops:
+            out[split].append(Member(model, split, [crops["full"]]))
+        elif fold_crops == "none":
+            out[split].extend(Member(f"{model}:crop{c}" if c.isdigit() else f"{model}:{c}", split, [crops[c]])
+                              for c in sorted(crops))
+        elif "mean" in crops:
+            out[split].append(Member(model, split, [crops["mean"]]))
+        elif numbered:
+            out[split].append(Member(model, split, [crops[c] for c in numbered]))
+    return dict(out)
+
+
+def align_members(members: list[Member], *, require_same_ids: bool = False, allow_mixed_k: bool = False):
+    """Align every store of every member on video id (see predictions.align.align_stores)."""
+    if not members:
+        raise InputError("no members to combine (check --members and the split names)")
+    readers = [r for m in members for r in m.readers]
+    return align_stores(readers, require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k)
+
+
+def iter_member_chunks(members: list[Member], alignment, *, chunk_rows: int = 20000,
+                       member_k: int | None = None) -> Iterator[list[Predictions]]:
+    """Yield lists of per-member Predictions for successive chunks of ``alignment.ids``.
+
+    ``member_k`` cuts every member to its top ``member_k`` labels first.
+    """
+    readers = [r for m in members for r in m.readers]
+    bounds = np.cumsum([0] + [len(m.readers) for m in members])
+    for _ids, parts in iter_aligned(readers, alignment, chunk_rows=chunk_rows):
+        folded = [m.fold(parts[a:b]) for m, a, b in zip(members, bounds[:-1], bounds[1:])]
+        yield folded if member_k is None else [p.topk(member_k) for p in folded]
+
+
+def read_members(members: list[Member], alignment, **kw) -> list[Predictions]:
+    """All rows of every member at once (for the held-out split, which fits in memory)."""
+    chunks = list(iter_member_chunks(members, alignment, **kw))
+    if not chunks:
+        raise InputError("the members have no video in common")
+    return [concat([c[j] for c in chunks]) for j in range(len(members))]
+
+
+def concat(parts: list[Predictions]) -> Predictions:
+    """Stack Predictions of the same layout and width row-wise."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    idx = None if first.indices is None else np.concatenate([p.indices for p in parts])
+    return Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.scores for p in parts]),
+                       idx, first.num_classes)

@@ -1,0 +1,356 @@
+"""Stacking: a second-level model scores each candidate (video, label) pair.
+
+As the later YouTube-8M teams did, the model does not see the (huge, sparse)
+label space: every candidate becomes one row of a small feature table, the
+target is "this label is a true label of this video", and the model's
+probability is the candidate's combined score. Labels no member proposed stay
+out of the candidates and so score 0.
+
+Features of a candidate (:func:`stacking_features`, pure numpy), for M members:
+
+* ``score_<m>``   member ``m``'s score, 0 where ``m`` did not propose the label;
+* ``rank_<m>``    its 0-based rank in ``m``'s list; a missing label gets rank
+  ``k_m`` (one past the end of ``m``'s list, ``k_m`` learnt at fit) so the
+  feature stays numeric and monotone for both the trees and the linear model
+  (we do not use NaN: LogisticRegression cannot take it);
+* ``present_<m>`` 1.0 if ``m`` proposed the label, else 0.0;
+* ``n_present``   how many members propose it;
+* ``score_mean``, ``score_max``, ``score_std``  over the M members (absent = 0,
+  so ``score_mean`` is the plain average ensemble);
+* ``mean_rank``   0-based rank of ``score_mean`` among the video's candidates;
+* ``log_class_prior``  log of the class's smoothed positive rate (share of
+  videos that carry the class), estimated on the FIT data only and stored as
+  ``class_prior_``; while fitting, each training row gets the prior of the
+  other ``prior_folds`` folds' videos (out-of-fold target encoding), so the
+  model cannot learn from a prior that already contains the row's own label;
+* ``vertical``    only when ``verticals`` (C,) non-negative ints is given: the
+  class's vertical, a categorical feature for xgboost, one-hot for ``lr``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from predictions.errors import InputError
+from predictions.types import Labels
+
+from ..base import Combiner, register_combiner
+from ..candidates import Candidates
+
+_EPS = 1e-9
+
+
+# --------------------------------------------------------------------------
+# features
+# --------------------------------------------------------------------------
+def missing_ranks(cands: Candidates) -> np.ndarray:
+    """(M,) int: rank given to a label member ``m`` did not propose (its list length)."""
+    if len(cands) == 0:
+        return np.ones(cands.n_members, dtype=np.int64)
+    return cands.ranks.max(axis=0).astype(np.int64) + 1
+
+
+def class_priors(labels: Labels, alpha: float = 10.0) -> np.ndarray:
+    """(C,) float64 smoothed share of videos carrying each class.
+
+    ``(pos_c + alpha * p0) / (n + alpha)`` where ``p0`` is the mean rate over
+    all classes, so an unseen class gets a small non-zero prior.
+    """
+    n, C = len(labels), labels.num_classes
+    pos = np.bincount(labels.indices, minlength=C).astype(np.float64)
+    p0 = pos.sum() / max(n * C, 1)
+    return (pos + alpha * p0) / (n + alpha)
+
+
+def oof_class_priors(labels: Labels, row: np.ndarray, label: np.ndarray, n_folds: int, alpha: float,
+                     random_state) -> np.ndarray:
+    """(R,) float64 prior of class ``label[j]`` for video ``row[j]``, estimated without that video.
+
+    Videos are split into ``n_folds`` random folds (deterministic from
+    ``random_state``); a video's priors are :func:`class_priors` of the other
+    folds' videos (out-of-fold target encoding).
+    """
+    n, C = len(labels), labels.num_classes
+    if n_folds < 2 or n < n_folds:
+        return class_priors(labels, alpha)[label]
+    fold = np.random.default_rng(random_state).permutation(n) % n_folds
+    per_fold = np.bincount(fold[labels.rows()] * C + labels.indices, minlength=n_folds * C)
+    per_fold = per_fold.reshape(n_folds, C).astype(np.float64)
+    n_fold = np.bincount(fold, minlength=n_folds).astype(np.float64)
+    pos = per_fold.sum(0)[None, :] - per_fold                # (F, C) positives outside each fold
+    n_out = (n - n_fold)[:, None]
+    p0 = pos.sum(1, keepdims=True) / (n_out * C)
+    table = (pos + alpha * p0) / (n_out + alpha)             # (F, C)
+    return table[fold[row], label]
+
+
+def stacking_features(cands: Candidates, *, missing_rank: np.ndarray | None = None,
+                      class_prior: np.ndarray | None = None, verticals: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, list[str]]:
+    """Feature table of the candidates (see the module docstring).
+
+    Parameters
+    ----------
+    cands : R candidates of M members.
+    missing_rank : (M,) rank of an absent label per member; default :func:`missing_ranks`.
+    class_prior : (C,) per-class prior, or (R,) per-candidate prior already
+        gathered; ``None`` omits the ``log_class_prior`` feature.
+    verticals : (C,) int vertical of each class; ``None`` omits the feature.
+
+    Returns
+    -------
+    X : (R, F) float32.
+    names : F feature names.
+    """
+    R, M = cands.scores.shape
+    names = ([f"score_{m}" for m in cands.members] + [f"rank_{m}" for m in cands.members]
+             + [f"present_{m}" for m in cands.members]
+             + ["n_present", "score_mean", "score_max", "score_std", "mean_rank"])
+    F = 3 * M + 5 + (class_prior is not None) + (verticals is not None)
+    X = np.empty((R, F), dtype=np.float32)
+    s = cands.scores
+    X[:, :M] = s
+    mr = missing_ranks(cands) if missing_rank is None else np.asarray(missing_rank)
+    X[:, M:2 * M] = np.where(cands.present, cands.ranks, mr[None, :])
+    X[:, 2 * M:3 * M] = cands.present
+    X[:, 3 * M] = cands.present.sum(axis=1)
+    mean = s.mean(axis=1, dtype=np.float64)
+    X[:, 3 * M + 1] = mean
+    X[:, 3 * M + 2] = s.max(axis=1) if M else 0.0
+    X[:, 3 * M + 3] = s.std(axis=1, dtype=np.float64)
+    X[:, 3 * M + 4] = _rank_within_video(cands.row, mean, cands.label)
+    j = 3 * M + 5
+    if class_prior is not None:
+        prior = np.asarray(class_prior, dtype=np.float64)
+        if prior.shape == (cands.num_classes,):
+            prior = prior[cands.label]
+        elif prior.shape != (R,):
+            raise InputError(f"class_prior must have shape ({cands.num_classes},) or ({R},), got {prior.shape}")
+        X[:, j] = np.log(np.maximum(prior, _EPS))
+        names.append("log_class_prior")
+        j += 1
+    if verticals is not None:
+        X[:, j] = _check_verticals(verticals, cands.num_classes)[cands.label]
+        names.append("vertical")
+    return X, names
+
+
+def _rank_within_video(row: np.ndarray, score: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """(R,) 0-based rank of each candidate's score within its video (ties by label id)."""
+    order = np.lexsort((label, -score, row))
+    rows = row[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    rank = np.empty(len(row), dtype=np.int64)
+    rank[order] = np.arange(len(rows)) - starts
+    return rank
+
+
+def _check_verticals(verticals, num_classes: int) -> np.ndarray:
+    v = np.asarray(verticals)
+    if v.shape != (num_classes,) or v.dtype.kind not in "iu" or (v.size and v.min() < 0):
+        raise InputError(f"verticals must be ({num_classes},) non-negative ints, got shape {v.shape} dtype {v.dtype}")
+    return v.astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# combiners
+# --------------------------------------------------------------------------
+class _Stacker(Combiner):
+    """Shared feature handling of the stacking combiners (fit-time priors, verticals)."""
+
+    learned = True
+
+    def _check_common(self) -> None:
+        if not (isinstance(self.prior_alpha, (int, float)) and self.prior_alpha > 0):
+            raise InputError(f"prior_alpha must be > 0, got {self.prior_alpha!r}")
+        if not (isinstance(self.prior_folds, (int, np.integer)) and self.prior_folds >= 0
+                and self.prior_folds != 1):
+            raise InputError(f"prior_folds must be 0 (in-sample priors) or >= 2, got {self.prior_folds!r}")
+
+    def _train_features(self, cands: Candidates, labels: Labels) -> np.ndarray:
+        labels = labels.reindex(cands.ids)
+        if self.verticals is not None:
+            _check_verticals(self.verticals, cands.num_classes)
+        self.missing_rank_ = missing_ranks(cands)
+        self.class_prior_ = class_priors(labels, self.prior_alpha)
+        if self.prior_folds >= 2:
+            prior = oof_class_priors(labels, cands.row, cands.label, self.prior_folds, self.prior_alpha,
+                                     self.random_state)
+        else:
+            prior = self.class_prior_
+        X, self.feature_names_ = stacking_features(cands, missing_rank=self.missing_rank_,
+                                                   class_prior=prior, verticals=self.verticals)
+        return X
+
+    def _features(self, cands: Candidates) -> np.ndarray:
+        if len(self.class_prior_) != cands.num_classes:
+            raise InputError(f"candidates have {cands.num_classes} classes, the combiner was fitted "
+                             f"on {len(self.class_prior_)}")
+        X, _ = stacking_features(cands, missing_rank=self.missing_rank_, class_prior=self.class_prior_,
+                                 verticals=self.verticals)
+        return X
+
+    def _constant(self, y: np.ndarray) -> bool:
+        """Degenerate target (all one class): predict its rate, fit nothing."""
+        if len(y) == 0 or y.all() or not y.any():
+            self.constant_ = float(y.mean()) if len(y) else 0.0
+            return True
+        self.constant_ = None
+        return False
+
+
+@register_combiner("xgboost")
+class XGBoostStacker(_Stacker):
+    """Gradient-boosted trees (xgboost ``binary:logistic``) on the candidate features.
+
+    ``device="auto"`` picks ``"cuda"`` when xgboost is built with CUDA and a GPU
+    is visible, else ``"cpu"``. ``n_jobs=None`` uses all cores.
+    """
+
+    def __init__(self, n_estimators=300, max_depth=6, learning_rate=0.1, subsample=0.8,
+                 colsample_bytree=0.8, tree_method="hist", max_bin=256, n_jobs=None, random_state=0,
+                 device="auto", verticals=None, prior_alpha=10.0, prior_folds=5):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.tree_method = tree_method
+        self.max_bin = max_bin
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.device = device
+        self.verticals = verticals
+        self.prior_alpha = prior_alpha
+        self.prior_folds = prior_folds
+
+    def _validate(self) -> None:
+        self._check_common()
+        for name in ("n_estimators", "max_depth", "max_bin"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, np.integer)) and v >= 1):
+                raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise InputError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        for name in ("subsample", "colsample_bytree"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v <= 1):
+                raise InputError(f"{name} must be in (0, 1], got {v!r}")
+        if self.tree_method not in ("hist", "approx", "exact"):
+            raise InputError(f"tree_method must be hist, approx or exact, got {self.tree_method!r}")
+        if not (self.device in ("auto", "cpu", "cuda", "gpu") or str(self.device).startswith("cuda:")):
+            raise InputError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.n_jobs is not None and not (isinstance(self.n_jobs, (int, np.integer)) and self.n_jobs != 0):
+            raise InputError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}")
+
+    def _resolve_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import shutil
+
+        import xgboost
+        cuda = bool(xgboost.build_info().get("USE_CUDA"))
+        return "cuda" if cuda and shutil.which("nvidia-smi") else "cpu"
+
+    def _fit(self, cands, labels, y) -> None:
+        import xgboost
+
+        X = self._train_features(cands, labels)
+        self.device_ = self._resolve_device()
+        if self._constant(y):
+            self.model_ = None
+            return
+        ftypes = ["q"] * X.shape[1]
+        if self.verticals is not None:
+            ftypes[-1] = "c"
+        n_jobs = self.n_jobs
+        if n_jobs is not None and n_jobs < 0:
+            import os
+            n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+        self.model_ = xgboost.XGBClassifier(
+            n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
+            subsample=self.subsample, colsample_bytree=self.colsample_bytree, tree_method=self.tree_method,
+            max_bin=self.max_bin, n_jobs=n_jobs, random_state=self.random_state, device=self.device_,
+            objective="binary:logistic", eval_metric="logloss", feature_types=ftypes,
+            enable_categorical=self.verticals is not None)
+        self.model_.fit(X, y.astype(np.float32))
+
+    def _predict(self, cands: Candidates) -> np.ndarray:
+        if self.model_ is None:
+            return np.full(len(cands), self.constant_, dtype=np.float32)
+        if len(cands) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.model_.predict_proba(self._features(cands))[:, 1]
+
+    def describe(self) -> dict:
+        out = {"features": list(getattr(self, "feature_names_", []))}
+        if getattr(self, "model_", None) is not None:
+            gain = self.model_.get_booster().get_score(importance_type="gain")
+            out["gain"] = {name: float(gain.get(f"f{i}", 0.0)) for i, name in enumerate(out["features"])}
+            out["device"] = self.device_
+        return out
+
+
+@register_combiner("lr")
+class LogisticStacker(_Stacker):
+    """Logistic regression on the standardised candidate features (verticals one-hot)."""
+
+    def __init__(self, C=1.0, max_iter=1000, random_state=0, verticals=None, prior_alpha=10.0, prior_folds=5):
+        self.C = C
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.verticals = verticals
+        self.prior_alpha = prior_alpha
+        self.prior_folds = prior_folds
+
+    def _validate(self) -> None:
+        self._check_common()
+        if not (isinstance(self.C, (int, float)) and self.C > 0):
+            raise InputError(f"C must be > 0, got {self.C!r}")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+            raise InputError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        """Standardise numeric columns; one-hot the vertical (last column) when present."""
+        if self.verticals is None:
+            num, vert = X, None
+        else:
+            num, vert = X[:, :-1], X[:, -1].astype(np.int64)
+        Z = (num - self.mean_) / self.scale_
+        if vert is not None:
+            onehot = np.zeros((len(X), self.n_verticals_), dtype=np.float32)
+            ok = vert < self.n_verticals_
+            onehot[np.flatnonzero(ok), vert[ok]] = 1.0
+            Z = np.hstack([Z, onehot])
+        return Z
+
+    def _fit(self, cands, labels, y) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        X = self._train_features(cands, labels)
+        num = X if self.verticals is None else X[:, :-1]
+        self.mean_ = num.mean(axis=0, dtype=np.float64).astype(np.float32)
+        sd = num.std(axis=0, dtype=np.float64)
+        self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
+        self.n_verticals_ = 0 if self.verticals is None else int(np.max(self.verticals)) + 1
+        if self._constant(y):
+            self.model_ = None
+            return
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
+        self.model_.fit(self._design(X), y)
+
+    def _predict(self, cands: Candidates) -> np.ndarray:
+        if self.model_ is None:
+            return np.full(len(cands), self.constant_, dtype=np.float32)
+        if len(cands) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.model_.predict_proba(self._design(self._features(cands)))[:, 1]
+
+    def describe(self) -> dict:
+        names = list(getattr(self, "feature_names_", []))
+        out = {"features": names}
+        if getattr(self, "model_", None) is not None:
+            if self.verticals is not None:
+                names = names[:-1] + [f"vertical={v}" for v in range(self.n_verticals_)]
+            out["coef"] = {n: float(c) for n, c in zip(names, self.model_.coef_[0])}
+            out["intercept"] = float(self.model_.intercept_[0])
+        return out

@@ -1,0 +1,26 @@
+"""The predictions store: the on-disk contract between producers and ensembler.
+
+Public API (see FORMAT.md for the file format)::
+
+    Predictions, Labels            in-memory arrays keyed by video id (types.py)
+    InputError, AlignmentError     one-line user errors (errors.py)
+    write_store, open_store, read_store, StoreWriter    HDF5 stores (store.py)
+    write_labels, read_labels      ground-truth labels files (labels.py)
+    align_stores, iter_aligned     align members on video id (align.py)
+    assign_splits                  deterministic hash split (split.py)
+    metrics                        GAP@k, MAP, Hit@1, PERR (metrics.py)
+    csvio                          Kaggle CSV import and export (csvio.py)
+
+Metrics live here, in the base layer, because producers (early stopping),
+the ensembler and reports all score predictions and none may depend on another.
+"""
+from .errors import AlignmentError, InputError
+from .types import Labels, Predictions, check_aligned
+from .store import StoreWriter, open_store, read_store, write_store
+from .labels import read_labels, write_labels
+from .align import align_stores, iter_aligned
+from .split import assign_splits
+
+__all__ = ["AlignmentError", "InputError", "Labels", "Predictions", "check_aligned", "StoreWriter", "open_store",
+           "read_store", "write_store", "read_labels", "write_labels", "align_stores", "iter_aligned",
+           "assign_splits"]

@@ -1,0 +1,118 @@
+"""Ground-truth labels file (HDF5, CSR layout). See FORMAT.md.
+
+Datasets ``ids`` (n,) fixed-length UTF-8 bytes, ``indptr`` (n + 1,) int64,
+``indices`` (nnz,) int32; root attributes ``format_version``, ``kind="labels"``,
+``num_classes``, ``split``, ``source``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import InputError
+from .store import FORMAT_VERSION, _check_name, _check_unique, _decode_ids, _encode_ids, _oserror, _str
+from .types import Labels
+
+KIND = "labels"
+
+
+def write_labels(path, labels: Labels, *, split: str, source: str = "") -> Path:
+    """Write ``labels`` to ``path`` atomically (validated first); return the path."""
+    path = Path(path)
+    _check_name("split", split)
+    _check_unique(labels.ids, path)
+    _check_csr(labels.indptr, labels.indices, labels.num_classes, path)
+    raw = _encode_ids(labels.ids, path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(format_version=FORMAT_VERSION, kind=KIND, num_classes=int(labels.num_classes),
+                       split=split, source=str(source))
+        f.create_dataset("ids", data=raw if len(raw) else raw.astype("S1"))
+        f.create_dataset("indptr", data=np.asarray(labels.indptr, dtype="<i8"))
+        f.create_dataset("indices", data=np.asarray(labels.indices, dtype="<i4"))
+    return path
+
+
+def _check_csr(indptr: np.ndarray, indices: np.ndarray, num_classes: int, path) -> None:
+    n = len(indptr) - 1
+    if n < 0 or indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        raise InputError(f"bad indptr: must start at 0, never decrease and end at len(indices)="
+                         f"{len(indices)}", path)
+    if len(indices) and (indices.min() < 0 or indices.max() >= num_classes):
+        bad = np.flatnonzero((indices < 0) | (indices >= num_classes))[0]
+        row = int(np.searchsorted(indptr, bad, side="right") - 1)
+        raise InputError(f"label id {int(indices[bad])} out of range [0, {num_classes}) "
+                         f"(video row {row})", path)
+    if len(indices):
+        keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr)) * num_classes + indices
+        keys.sort()
+        dup = keys[1:] == keys[:-1]
+        if dup.any():
+            k = int(keys[1:][dup][0])
+            raise InputError(f"label {k % num_classes} repeated for video row {k // num_classes}", path)
+
+
+def read_labels(path) -> Labels:
+    """Read and validate a labels file; every problem is a one-line InputError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a directory, expected a labels file (.h5)", path)
+    try:
+        with h5py.File(path, "r") as f:
+            return _read(f, path)
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise InputError(f"not a readable HDF5 labels file ({_oserror(err)})", path) from None
+
+
+def _read(f: h5py.File, path: Path) -> Labels:
+    attrs = f.attrs
+    kind = _str(attrs.get("kind", ""))
+    if kind == "predictions" or ("scores" in f and "indptr" not in f):
+        raise InputError("this is a predictions store, not a labels file", path)
+    for name in ("format_version", "kind", "num_classes", "split"):
+        if name not in attrs:
+            raise InputError(f"missing attribute {name!r}", path)
+    version = int(attrs["format_version"])
+    if version != FORMAT_VERSION:
+        raise InputError(f"unknown format version {version} (this package reads version {FORMAT_VERSION})",
+                         path)
+    if kind != KIND:
+        raise InputError(f"attribute kind is {kind!r}, expected {KIND!r}", path)
+    for name in ("ids", "indptr", "indices"):
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise InputError(f"missing dataset {name!r}", path)
+    C = int(attrs["num_classes"])
+    if C < 1:
+        raise InputError(f"num_classes attribute is {C}", path)
+    ids_ds, indptr_ds, indices_ds = f["ids"], f["indptr"], f["indices"]
+    if ids_ds.ndim != 1 or ids_ds.dtype.kind != "S":
+        raise InputError(f"dataset 'ids' has shape {ids_ds.shape} dtype {ids_ds.dtype}, "
+                         f"expected 1-D fixed-length bytes", path)
+    if indptr_ds.shape != (ids_ds.shape[0] + 1,) or indptr_ds.dtype.kind not in "iu":
+        raise InputError(f"bad indptr: shape {indptr_ds.shape} dtype {indptr_ds.dtype}, expected "
+                         f"({ids_ds.shape[0] + 1},) int64", path)
+    if indices_ds.ndim != 1 or indices_ds.dtype.kind not in "iu":
+        raise InputError(f"dataset 'indices' has shape {indices_ds.shape} dtype {indices_ds.dtype}, "
+                         f"expected 1-D int32", path)
+    ids = _decode_ids(ids_ds[:], path)
+    _check_unique(ids, path)
+    indptr = indptr_ds[:].astype(np.int64)
+    indices = indices_ds[:].astype(np.int64)
+    _check_csr(indptr, indices, C, path)
+    return Labels(ids, indptr, indices.astype(np.int32), C)
+
+
+def read_labels_meta(path) -> dict:
+    """Root attributes of a labels file (split, source, num_classes, ...) as a dict; not validated."""
+    try:
+        with h5py.File(path, "r") as f:
+            return {k: (_str(v) if isinstance(v, (str, bytes)) else v.item() if hasattr(v, "item") else v)
+                    for k, v in f.attrs.items()}
+    except OSError as err:
+        raise InputError(f"not a readable HDF5 labels file ({_oserror(err)})", path) from None

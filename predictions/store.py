@@ -1,0 +1,624 @@
+"""HDF5 predictions store: one file per (model, split, crop). See FORMAT.md.
+
+Writing: :func:`write_store` (one shot) or :class:`StoreWriter` (streaming, row
+chunks in id order). Both are atomic and validate every row before it reaches
+disk. Reading: :func:`open_store` returns a :class:`StoreReader` that validates
+the file's structure on open and every row chunk as it is read; nothing is
+loaded whole unless asked (:func:`read_store`, ``StoreReader.read()``).
+
+Every problem with a file is an :class:`~predictions.errors.InputError` whose
+message is one line ``"<path>: <problem>"``.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import InputError
+from .types import Predictions, as_ids
+
+FORMAT_VERSION = 1
+KIND = "predictions"
+CHUNK_ROWS = 4096          # rows per HDF5 chunk (top-k and ids)
+CHUNK_BYTES = 4 << 20      # cap on one chunk's size (full layout: fewer rows per chunk)
+READ_ROWS = 65536          # default rows per read chunk
+_SCORE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+_REQUIRED_ATTRS = ("format_version", "kind", "model", "split", "crop", "num_classes", "k",
+                   "layout", "n", "config", "created", "checksum", "extra")
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """Metadata of one store (the root attributes, decoded).
+
+    ``k`` is ``None`` for the full layout; ``config`` and ``extra`` are stored
+    as JSON strings and decoded here.
+    """
+
+    format_version: int
+    model: str
+    split: str
+    crop: str
+    num_classes: int
+    k: int | None
+    layout: str
+    n: int
+    config: dict
+    created: str
+    checksum: str
+    extra: dict = field(default_factory=dict)
+
+
+def store_name(model: str, split: str, crop: str = "full", suffix: str = ".h5") -> str:
+    """Conventional file name ``<model>.<split>.<crop>.h5``; crop index ``3`` -> ``crop3``."""
+    crop = _check_crop(crop)
+    return f"{model}.{split}.{'crop' + crop if crop.isdigit() else crop}{suffix}"
+
+
+# ---------------------------------------------------------------- checksum
+
+class _Checksum:
+    """Running checksum: three sha256 streams (ids, indices, scores) combined at the end.
+
+    Because each stream is hashed in row order, writing in chunks and writing
+    at once give the same digest. See FORMAT.md for the exact definition.
+    """
+
+    def __init__(self, num_classes: int):
+        self.num_classes = int(num_classes)
+        self.ids = hashlib.sha256()
+        self.indices = hashlib.sha256()
+        self.scores = hashlib.sha256()
+
+    def update_ids(self, raw: np.ndarray) -> None:
+        """``raw``: (m,) fixed-width bytes array (``S``), UTF-8 ids without padding."""
+        if len(raw):
+            self.ids.update(b"\n".join(raw.tolist()) + b"\n")
+
+    def update(self, indices: np.ndarray | None, scores: np.ndarray, score_dtype: np.dtype) -> None:
+        if indices is not None:
+            self.indices.update(np.ascontiguousarray(indices, dtype="<i4").tobytes())
+        self.scores.update(np.ascontiguousarray(scores, dtype=score_dtype).tobytes())
+
+    def hexdigest(self) -> str:
+        head = b"yt8m-predictions-v1\n" + b"%d\n" % self.num_classes
+        return hashlib.sha256(head + self.ids.digest()
+                              + self.indices.digest() + self.scores.digest()).hexdigest()
+
+
+# ---------------------------------------------------------------- validation
+
+def _check_crop(crop) -> str:
+    crop = str(crop)
+    if crop in ("full", "mean") or (crop.isdigit() and crop.isascii()):
+        return crop
+    raise InputError(f"crop must be 'full', 'mean' or a crop index like '0', got {crop!r}")
+
+
+def _check_name(what: str, value) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "/\\\n\x00"):
+        raise InputError(f"{what} must be a non-empty name without '/', got {value!r}")
+    return value
+
+
+def _encode_ids(ids: np.ndarray, path) -> np.ndarray:
+    """(n,) unicode ids -> (n,) ``S`` bytes (UTF-8); rejects empty ids and NUL."""
+    if len(ids):
+        lengths = np.strings.str_len(ids)
+        codes = ids.view(np.uint32).reshape(len(ids), -1)
+        if lengths.min() == 0 or ((codes == 0) & (np.arange(codes.shape[1]) < lengths[:, None])).any():
+            raise InputError("empty video id or id containing a NUL character", path)
+    try:
+        raw = ids.astype("S")  # fast path: ASCII ids
+    except UnicodeEncodeError:
+        raw = np.strings.encode(ids, "utf-8")
+    if len(raw) and raw.dtype.itemsize == 0:
+        raw = raw.astype("S1")
+    return raw
+
+
+def _decode_ids(raw: np.ndarray, path) -> np.ndarray:
+    """(n,) ``S`` bytes -> unicode array (UTF-8)."""
+    try:
+        return raw.astype("U")
+    except UnicodeDecodeError:
+        try:
+            return np.strings.decode(raw, "utf-8")
+        except UnicodeDecodeError:
+            raise InputError("video ids are not valid UTF-8", path) from None
+
+
+def _check_unique(ids: np.ndarray, path) -> None:
+    if len(ids) < 2:
+        return
+    s = np.sort(ids)
+    dup = s[1:] == s[:-1]
+    if dup.any():
+        raise InputError(f"duplicate video id {str(s[1:][dup][0])!r} ({int(dup.sum())} duplicates)", path)
+
+
+def _check_rows(scores: np.ndarray, indices: np.ndarray | None, num_classes: int,
+                start: int, path) -> None:
+    """Validate a block of rows ``start ..``: finite, in [0, 1], label ids, sorted top-k rows."""
+    if not len(scores):
+        return
+    stop = start + len(scores) - 1
+    where = f"rows {start}..{stop}"
+
+    def first(mask):
+        return start + int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0])
+
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise InputError(f"NaN or inf scores in {where} (first at row {first(bad)})", path)
+    bad = (scores < 0) | (scores > 1)
+    if bad.any():
+        r = first(bad)
+        raise InputError(f"scores outside [0, 1] in {where} (row {r}: "
+                         f"{float(scores[r - start][bad[r - start]][0])!r})", path)
+    if indices is None:
+        return
+    bad = (indices < 0) | (indices >= num_classes)
+    if bad.any():
+        r = first(bad)
+        raise InputError(f"label index out of range [0, {num_classes}) in {where} "
+                         f"(row {r}: {int(indices[r - start][bad[r - start]][0])})", path)
+    if scores.shape[1] > 1:
+        bad = scores[:, 1:] > scores[:, :-1]
+        if bad.any():
+            raise InputError(f"top-k row not sorted by descending score in {where} "
+                             f"(first at row {first(bad)})", path)
+        srt = np.sort(indices, axis=1)
+        bad = srt[:, 1:] == srt[:, :-1]
+        if bad.any():
+            raise InputError(f"repeated label id within a top-k row in {where} "
+                             f"(first at row {first(bad)})", path)
+
+
+def _json_attr(what: str, value, path) -> str:
+    try:
+        return json.dumps({} if value is None else value, sort_keys=True, default=str)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{what} is not JSON-serialisable: {err}", path) from None
+
+
+def _chunk_rows(n: int, width: int, itemsize: int) -> int:
+    return int(max(1, min(n, CHUNK_ROWS, CHUNK_BYTES // max(1, width * itemsize))))
+
+
+# ---------------------------------------------------------------- writing
+
+class StoreWriter:
+    """Stream rows into a new store, in the order of ``ids``; atomic.
+
+    Parameters
+    ----------
+    path : target file.
+    ids : (n,) all video ids, in the row order the chunks will follow.
+    num_classes : C.
+    k : labels per row for top-k, ``None`` for the full layout.
+    model, split, crop : names (crop ``"full"``, ``"mean"`` or an index ``"0"``...).
+    config, extra : JSON-serialisable dicts (producer config, free info).
+    dtype : ``"float32"`` or ``"float16"`` (full layout only) for stored scores.
+    compression : ``None`` (default: fastest to read), ``"gzip"`` (level 1 +
+        shuffle, portable, ~40% smaller top-k files, ~2x slower to read) or
+        ``"lzf"`` (h5py only), applied to every dataset. ``"auto"``: gzip for
+        ids and top-k, none for full scores.
+
+    Use as a context manager; ``write(chunk)`` appends the next ``len(chunk)``
+    rows and checks that ``chunk.ids`` equal the next expected ids. On a clean
+    exit the row count is checked, the checksum stored and the file renamed
+    into place; on an exception nothing is left at ``path`` (a previous file
+    there stays intact).
+    """
+
+    def __init__(self, path, *, ids, num_classes: int, k: int | None, model: str, split: str,
+                 crop: str = "full", config: dict | None = None, extra: dict | None = None,
+                 dtype: str = "float32", compression: str | None = None):
+        self.path = Path(path)
+        self.ids = as_ids(ids)
+        _check_unique(self.ids, self.path)
+        self._raw_ids = _encode_ids(self.ids, self.path)
+        if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise InputError(f"num_classes must be a positive int, got {num_classes!r}", self.path)
+        self.num_classes = int(num_classes)
+        if k is not None and (not isinstance(k, (int, np.integer)) or not 1 <= k <= num_classes):
+            raise InputError(f"k must be in [1, {num_classes}] or None, got {k!r}", self.path)
+        self.k = None if k is None else int(k)
+        if dtype not in _SCORE_DTYPES:
+            raise InputError(f"dtype must be 'float32' or 'float16', got {dtype!r}", self.path)
+        if self.k is not None and dtype != "float32":
+            raise InputError("top-k scores are stored as float32 only", self.path)
+        self.dtype = _SCORE_DTYPES[dtype]
+        if compression not in ("auto", "gzip", "lzf", None):
+            raise InputError(f"compression must be 'auto', 'gzip', 'lzf' or None, got {compression!r}",
+                             self.path)
+        self.compression = compression
+        self._attrs = dict(
+            format_version=FORMAT_VERSION, kind=KIND,
+            model=_check_name("model", model), split=_check_name("split", split),
+            crop=_check_crop(crop), num_classes=self.num_classes,
+            k=0 if self.k is None else self.k, layout="full" if self.k is None else "topk",
+            n=len(self.ids), config=_json_attr("config", config, self.path),
+            extra=_json_attr("extra", extra, self.path),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+        self._stack: contextlib.ExitStack | None = None
+        self._file: h5py.File | None = None
+        self._pos = 0
+        self._sum = _Checksum(self.num_classes)
+        self.checksum: str | None = None  # set on a clean exit
+
+    def _filters(self, full_scores: bool) -> dict:
+        comp = self.compression
+        if comp == "auto":
+            comp = None if full_scores else "gzip"
+        if comp == "gzip":
+            return dict(compression="gzip", compression_opts=1, shuffle=True)
+        if comp == "lzf":
+            return dict(compression="lzf", shuffle=True)
+        return {}
+
+    def __enter__(self) -> "StoreWriter":
+        n = len(self.ids)
+        self._stack = contextlib.ExitStack()
+        try:
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            f = self._file = h5py.File(tmp, "w")
+            self._stack.callback(f.close)
+            f.attrs.update(self._attrs)
+            f.attrs["checksum"] = ""
+            ids_dt = self._raw_ids.dtype if n else np.dtype("S1")
+            chunk = dict(chunks=(_chunk_rows(n, 1, ids_dt.itemsize),), **self._filters(False)) if n else {}
+            f.create_dataset("ids", data=self._raw_ids.astype(ids_dt), **chunk)
+            width = self.num_classes if self.k is None else self.k
+            chunk = {}
+            if n:
+                chunk = dict(chunks=(_chunk_rows(n, width, self.dtype.itemsize), width),
+                             **self._filters(self.k is None))
+            f.create_dataset("scores", shape=(n, width), dtype=self.dtype, **chunk)
+            if self.k is not None:
+                f.create_dataset("indices", shape=(n, width), dtype="<i4", **chunk)
+            self._sum.update_ids(self._raw_ids)
+        except BaseException as err:
+            self._stack.__exit__(type(err), err, err.__traceback__)
+            raise
+        return self
+
+    def write(self, chunk: Predictions) -> None:
+        """Append the next ``len(chunk)`` rows; ``chunk.ids`` must be the next expected ids."""
+        if self._file is None:
+            raise RuntimeError("StoreWriter.write() outside its 'with' block")
+        m, a = len(chunk), self._pos
+        if chunk.num_classes != self.num_classes:
+            raise InputError(f"chunk has {chunk.num_classes} classes, expected {self.num_classes}", self.path)
+        if chunk.k != self.k:
+            raise InputError(f"chunk layout {chunk.layout} k={chunk.k}, expected "
+                             f"{'full' if self.k is None else 'topk'} k={self.k}", self.path)
+        expected = self.ids[a:a + m]
+        if len(expected) != m or not np.array_equal(chunk.ids, expected):
+            if len(expected) < m:
+                raise InputError(f"chunk of {m} rows at row {a} goes past the {len(self.ids)} declared ids",
+                                 self.path)
+            bad = int(np.flatnonzero(chunk.ids != expected)[0])
+            raise InputError(f"chunk ids are not the next expected ids: row {a + bad} is "
+                             f"{str(chunk.ids[bad])!r}, expected {str(expected[bad])!r}", self.path)
+        scores = np.asarray(chunk.scores)
+        if scores.dtype != self.dtype:
+            scores = scores.astype(self.dtype)
+        indices = None if chunk.indices is None else np.asarray(chunk.indices)
+        if indices is not None and not np.issubdtype(indices.dtype, np.integer):
+            raise InputError(f"label indices must be integers, got {indices.dtype}", self.path)
+        _check_rows(scores, indices, self.num_classes, a, self.path)
+        if m:
+            self._file["scores"][a:a + m] = scores
+            if indices is not None:
+                indices = indices.astype("<i4")
+                self._file["indices"][a:a + m] = indices
+        self._sum.update(indices, scores, self.dtype)
+        self._pos += m
+
+    @property
+    def rows_written(self) -> int:
+        return self._pos
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack = self._stack, None
+        try:
+            if exc_type is None:
+                if self._pos != len(self.ids):
+                    raise InputError(f"only {self._pos} of {len(self.ids)} rows were written", self.path)
+                self._file.attrs["checksum"] = self._sum.hexdigest()
+                self.checksum = self._file.attrs["checksum"]
+        except BaseException as err:
+            stack.__exit__(type(err), err, err.__traceback__)
+            self._file = None
+            raise
+        self._file = None
+        return bool(stack.__exit__(exc_type, exc, tb))
+
+
+def write_store(path, preds: Predictions, *, model: str, split: str, crop: str = "full",
+                config: dict | None = None, extra: dict | None = None, dtype: str = "float32",
+                compression: str | None = None) -> Path:
+    """Write ``preds`` (top-k or full) to a new store at ``path``, atomically; return the path.
+
+    Rows are validated first (unique ids, finite scores in [0, 1], label ids in
+    range, top-k rows sorted by descending score); any problem is an InputError
+    and nothing is written. See :class:`StoreWriter` for the parameters.
+    """
+    with StoreWriter(path, ids=preds.ids, num_classes=preds.num_classes, k=preds.k, model=model,
+                     split=split, crop=crop, config=config, extra=extra, dtype=dtype,
+                     compression=compression) as w:
+        w.write(preds)
+    return Path(path)
+
+
+# ---------------------------------------------------------------- reading
+
+class StoreReader:
+    """An open store. Structure is validated on open; rows when read.
+
+    Attributes
+    ----------
+    path : Path of the file.
+    meta : StoreMeta.
+    ids : (n,) unicode array of video ids, in row order.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._file = None
+        if not self.path.exists():
+            raise InputError("file not found", self.path)
+        if self.path.is_dir():
+            raise InputError("is a directory, expected a predictions store (.h5)", self.path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as err:
+            raise InputError(f"not a readable HDF5 file ({_oserror(err)})", self.path) from None
+        try:
+            self._open()
+        except InputError:
+            self.close()
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as err:
+            self.close()
+            raise InputError(f"corrupt HDF5 file ({_oserror(err)})", self.path) from None
+
+    def _open(self) -> None:
+        f, p = self._file, self.path
+        attrs = f.attrs
+        kind = attrs.get("kind")
+        if kind == "labels" or ("indptr" in f and "scores" not in f):
+            raise InputError("this is a labels file, not a predictions store", p)
+        for name in _REQUIRED_ATTRS:
+            if name not in attrs:
+                raise InputError(f"missing attribute {name!r}", p)
+        version = int(attrs["format_version"])
+        if version != FORMAT_VERSION:
+            raise InputError(f"unknown format version {version} (this package reads version "
+                             f"{FORMAT_VERSION})", p)
+        if _str(attrs["kind"]) != KIND:
+            raise InputError(f"attribute kind is {_str(attrs['kind'])!r}, expected {KIND!r}", p)
+        layout = _str(attrs["layout"])
+        if layout not in ("topk", "full"):
+            raise InputError(f"unknown layout {layout!r}", p)
+        for name in ("ids", "scores") + (("indices",) if layout == "topk" else ()):
+            if name not in f or not isinstance(f[name], h5py.Dataset):
+                raise InputError(f"missing dataset {name!r}", p)
+        n, C, k = int(attrs["n"]), int(attrs["num_classes"]), int(attrs["k"])
+        ids_ds, scores_ds = f["ids"], f["scores"]
+        if C < 1:
+            raise InputError(f"num_classes attribute is {C}", p)
+        if ids_ds.shape != (n,) or ids_ds.dtype.kind != "S":
+            raise InputError(f"dataset 'ids' has shape {ids_ds.shape} dtype {ids_ds.dtype}, expected "
+                             f"({n},) fixed-length bytes", p)
+        if scores_ds.dtype not in (np.dtype("<f4"), np.dtype("<f2")) or scores_ds.ndim != 2:
+            raise InputError(f"dataset 'scores' has dtype {scores_ds.dtype} and {scores_ds.ndim} dims, "
+                             f"expected 2-D float32 or float16", p)
+        if layout == "topk":
+            idx_ds = f["indices"]
+            if not 1 <= k <= C:
+                raise InputError(f"top-k layout with k={k} and num_classes={C}", p)
+            if scores_ds.shape != (n, k) or idx_ds.shape != (n, k):
+                raise InputError(f"top-k datasets scores {scores_ds.shape} and indices {idx_ds.shape} "
+                                 f"do not match attributes n={n}, k={k}", p)
+            if idx_ds.dtype.kind not in "iu":
+                raise InputError(f"dataset 'indices' has dtype {idx_ds.dtype}, expected int32", p)
+            self._indices = idx_ds
+        else:
+            if k != 0:
+                raise InputError(f"full layout with attribute k={k}, expected 0", p)
+            if scores_ds.shape != (n, C):
+                raise InputError(f"dataset 'scores' has shape {scores_ds.shape}, expected (n={n}, "
+                                 f"num_classes={C})", p)
+            self._indices = None
+        self._scores = scores_ds
+        try:
+            config = json.loads(_str(attrs["config"]))
+            extra = json.loads(_str(attrs["extra"]))
+        except ValueError:
+            raise InputError("attribute config or extra is not valid JSON", p) from None
+        self.meta = StoreMeta(format_version=version, model=_str(attrs["model"]),
+                              split=_str(attrs["split"]), crop=_str(attrs["crop"]), num_classes=C,
+                              k=k if layout == "topk" else None, layout=layout, n=n, config=config,
+                              created=_str(attrs["created"]), checksum=_str(attrs["checksum"]),
+                              extra=extra)
+        self._raw_ids = ids_ds[:]
+        self.ids = _decode_ids(self._raw_ids, p)
+        _check_unique(self.ids, p)
+
+    # -- basics
+    def __len__(self) -> int:
+        return self.meta.n
+
+    @property
+    def num_classes(self) -> int:
+        return self.meta.num_classes
+
+    @property
+    def k(self) -> int | None:
+        return self.meta.k
+
+    @property
+    def layout(self) -> str:
+        return self.meta.layout
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "StoreReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return f"StoreReader({str(self.path)!r}, n={m.n}, layout={m.layout}, k={m.k}, C={m.num_classes})"
+
+    # -- reading rows
+    def _raw(self, start: int, stop: int):
+        if self._file is None:
+            raise InputError("store is closed", self.path)
+        try:
+            scores = self._scores[start:stop]
+            indices = None if self._indices is None else self._indices[start:stop]
+        except (OSError, ValueError, KeyError) as err:
+            raise InputError(f"corrupt data in rows {start}..{stop - 1} ({_oserror(err)})", self.path) from None
+        return scores, indices
+
+    def _block(self, start: int, stop: int):
+        scores, indices = self._raw(start, stop)
+        if indices is not None and indices.dtype != np.int32:
+            indices = indices.astype(np.int32)
+        _check_rows(scores, indices, self.meta.num_classes, start, self.path)
+        return scores, indices
+
+    def read(self, start: int = 0, stop: int | None = None) -> Predictions:
+        """Rows ``start:stop`` (validated) as Predictions."""
+        n = self.meta.n
+        stop = n if stop is None else stop
+        if not (0 <= start <= stop <= n):
+            raise InputError(f"row range {start}:{stop} outside [0, {n}]", self.path)
+        scores, indices = self._block(start, stop)
+        return Predictions(self.ids[start:stop], scores, indices, self.meta.num_classes)
+
+    def iter_chunks(self, chunk_rows: int = READ_ROWS) -> Iterator[Predictions]:
+        """Consecutive validated chunks of at most ``chunk_rows`` rows."""
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be >= 1")
+        for a in range(0, self.meta.n, chunk_rows):
+            yield self.read(a, min(a + chunk_rows, self.meta.n))
+
+    def read_rows(self, rows, block_rows: int | None = None) -> Predictions:
+        """Rows at positions ``rows`` (any order, repeats allowed), in that order.
+
+        Reads, for each storage block of ``block_rows`` rows (default: the HDF5
+        chunk height) that holds a wanted row, the contiguous range covering the
+        wanted rows in it; memory is bounded by the result plus one block.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        n = self.meta.n
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise InputError(f"row index out of range [0, {n})", self.path)
+        if block_rows is None:
+            block_rows = self._scores.chunks[0] if self._scores.chunks else READ_ROWS
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        width = self._scores.shape[1]
+        scores = np.empty((len(uniq), width), dtype=self._scores.dtype)
+        indices = None if self._indices is None else np.empty((len(uniq), width), dtype=np.int32)
+        if len(uniq):
+            blocks = uniq // block_rows
+            cuts = np.flatnonzero(np.diff(blocks)) + 1
+            starts = np.concatenate(([0], cuts))
+            stops = np.concatenate((cuts, [len(uniq)]))
+            for i, j in zip(starts.tolist(), stops.tolist()):
+                a, b = int(uniq[i]), int(uniq[j - 1]) + 1
+                s, x = self._block(a, b)
+                sel = uniq[i:j] - a
+                scores[i:j] = s[sel]
+                if indices is not None:
+                    indices[i:j] = x[sel]
+        return Predictions(self.ids[rows], scores[inverse],
+                           None if indices is None else indices[inverse], self.meta.num_classes)
+
+    def verify(self, chunk_rows: int = READ_ROWS) -> None:
+        """Recompute the checksum over all rows; InputError if it differs from the stored one."""
+        h = _Checksum(self.meta.num_classes)
+        h.update_ids(self._raw_ids)
+        for a in range(0, self.meta.n, chunk_rows):
+            scores, indices = self._raw(a, min(a + chunk_rows, self.meta.n))
+            h.update(indices, scores, self._scores.dtype.newbyteorder("<"))
+        got = h.hexdigest()
+        if got != self.meta.checksum:
+            raise InputError(f"checksum mismatch: stored {self.meta.checksum[:12]}..., "
+                             f"computed {got[:12]}... (file modified or corrupt)", self.path)
+
+
+def _str(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _oserror(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def open_store(path) -> StoreReader:
+    """Open and validate a store (structure, attributes, unique ids); rows are validated when read."""
+    return StoreReader(path)
+
+
+def read_store(path) -> Predictions:
+    """Whole store as validated Predictions."""
+    with open_store(path) as r:
+        return r.read()
+
+
+def expand_paths(patterns, suffix: str = ".h5") -> list[Path]:
+    """Expand files, directories (every ``*suffix`` inside, sorted) and globs into paths.
+
+    Names starting with ``"."`` (temporary files of atomic writes) are skipped
+    in directories and globs. An item matching nothing is an InputError.
+    Order is kept: items in the given order, each expanded sorted.
+    """
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    out: list[Path] = []
+    for pat in patterns:
+        p = Path(pat)
+        if p.is_file():
+            found = [p]
+        elif p.is_dir():
+            found = sorted(q for q in p.iterdir()
+                           if q.is_file() and q.name.endswith(suffix) and not q.name.startswith("."))
+        else:
+            found = []
+            for m in sorted(glob.glob(os.fspath(pat))):
+                q = Path(m)
+                if q.name.startswith("."):
+                    continue
+                if q.is_dir():
+                    found += sorted(r for r in q.iterdir() if r.is_file() and r.name.endswith(suffix)
+                                    and not r.name.startswith("."))
+                elif q.is_file():
+                    found.append(q)
+        if not found:
+            raise InputError(f"no {suffix} file matches" if p.is_dir() or any(c in str(pat) for c in "*?[")
+                             else "file not found", pat)
+        out += found
+    return out

@@ -1,0 +1,101 @@
+"""``produce``: generate data, train producer models and write their prediction stores.
+
+Exit codes: 0 success, 1 bad input (one line ``produce: error: ...`` on
+stderr), 2 command-line usage error, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from predictions.errors import InputError
+
+_EPILOG = {
+    "generate": "example:\n  produce generate data/ --videos 4000 --test-videos 1000 --classes 3862 --level video",
+    "train": "example:\n  produce train jobs/moe.toml            # resumes from checkpoints if any\n"
+             "  produce train jobs/moe.toml --restart  # start over",
+    "predict": "example:\n  produce predict jobs/moe.toml          # -> <run_dir>/predictions/moe.<split>.full.h5\n"
+               "  produce predict jobs/lstm.toml --crops 3",
+    "models": "example:\n  produce models --level video",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="produce", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train YouTube-8M producer models and save their predictions as stores.",
+        epilog="example:\n  produce generate data/ && produce train job.toml && produce predict job.toml\n"
+               "A job is one TOML file; see producers/config.py for every option.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name, help_):
+        return sub.add_parser(name, help=help_, description=help_, epilog=_EPILOG[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    g = add("generate", "write a generated YouTube-8M-shaped data set (TFRecord shards + test truth)")
+    g.add_argument("out_dir", metavar="OUT_DIR")
+    g.add_argument("--videos", type=int, default=4000, help="labelled videos (default 4000)")
+    g.add_argument("--test-videos", type=int, default=1000, help="unlabelled test videos (default 1000)")
+    g.add_argument("--classes", type=int, default=3862, help="number of classes (default 3862)")
+    g.add_argument("--level", choices=("video", "frame", "both"), default="video")
+    g.add_argument("--shards", type=int, default=8, help="files per split (default 8)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    t = add("train", "train the model of a job config, with checkpoints (resumes by default)")
+    t.add_argument("config", metavar="CONFIG", help="job TOML file")
+    t.add_argument("--restart", action="store_true", help="discard existing checkpoints and start over")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or log lines on stderr")
+
+    r = add("predict", "write prediction stores (and labels files) from a job's best checkpoint")
+    r.add_argument("config", metavar="CONFIG", help="job TOML file")
+    r.add_argument("--crops", type=int, default=None, help="inference crops, frame-level models (1..5)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or log lines on stderr")
+
+    m = add("models", "list the registered model architectures")
+    m.add_argument("--level", choices=("video", "frame"), default=None)
+    return p
+
+
+def _run(args) -> int:
+    from . import jobs
+    from .config import load_config
+
+    if args.command == "generate":
+        info = jobs.generate_job(args.out_dir, videos=args.videos, test_videos=args.test_videos,
+                                 classes=args.classes, level=args.level, seed=args.seed, shards=args.shards,
+                                 progress=not args.quiet)
+        print(f"wrote {info.get('n_train', args.videos)} labelled + {info.get('n_test', args.test_videos)} test "
+              f"videos under {args.out_dir}")
+    elif args.command == "train":
+        cfg = load_config(args.config)
+        h = jobs.train_job(cfg, restart=args.restart, quiet=args.quiet)
+        print(f"{cfg.output.name}: best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}; "
+              f"checkpoints in {cfg.job_dir / 'checkpoints'}")
+    elif args.command == "predict":
+        cfg = load_config(args.config)
+        for path in jobs.predict_job(cfg, crops=args.crops, quiet=args.quiet):
+            print(path)
+    elif args.command == "models":
+        rows = jobs.models_table(args.level)
+        width = max(len(n) for n, _, _ in rows)
+        for name, level, doc in rows:
+            print(f"{name:<{width}}  {level:<5}  {doc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``produce`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)  # usage errors: exit 2
+    try:
+        return _run(args)
+    except (InputError, FloatingPointError) as err:
+        print(f"produce: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("produce: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

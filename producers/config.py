@@ -1,0 +1,356 @@
+"""A producer job's whole configuration in one TOML file, validated before any work starts.
+
+Example (relative paths are relative to the config file's directory)::
+
+    [model]
+    name = "moe"                      # see `produce models`
+    [model.hparams]
+    num_experts = 4
+
+    [data]
+    train = ["data/video/train-*.tfrecord"]   # labelled pool (glob or list of globs)
+    test = "data/video/test-*.tfrecord"       # optional unlabelled test shards
+    test_truth = "data/test_truth.csv"        # optional: labels for the test split
+    level = "video"                           # default: the model's level
+    num_classes = 3862
+
+    [split]           # predictions.split.assign_splits over all labelled ids
+    heldout = 20000
+    eval = 0
+    dev_fraction = 0.05
+    salt = "yt8m-ensemble-v1"
+
+    [train]
+    epochs = 10
+    batch_size = 1024                 # default 1024 (video) / 128 (frame)
+    lr = 0.001
+    lr_decay = 0.95
+    patience = 3
+    seed = 0
+    device = "auto"
+    amp = true                        # used on CUDA only
+    workers = 0
+
+    [predict]
+    crops = 1                         # frame-level models: inference crops (1..5)
+    top_k = 100                       # 0: store the full score matrix
+    splits = ["heldout", "eval", "test"]
+
+    [output]
+    run_dir = "runs"
+    name = "moe"                      # default: the model name; [A-Za-z0-9_-]+
+
+Every problem (unknown section or key, wrong type, unknown model or model
+option, bad value) is one :class:`~predictions.errors.InputError` naming the
+config file. :meth:`JobConfig.to_dict` gives a plain dict (absolute paths,
+no ``None``) that :func:`config_from_dict` turns back into an equal config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from predictions.errors import InputError
+from predictions.split import DEFAULT_SALT
+
+#: Width of a YouTube-8M video/frame feature vector (1024 RGB + 128 audio).
+FEATURE_DIM = 1152
+SPLIT_NAMES = ("heldout", "eval", "test")
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    hparams: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    train: list[str]
+    test: list[str] | None = None
+    test_truth: str | None = None
+    level: str | None = None
+    num_classes: int = 3862
+
+
+@dataclass
+class SplitConfig:
+    heldout: int = 20000
+    eval: int = 0
+    dev_fraction: float = 0.05
+    salt: str = DEFAULT_SALT
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int | None = None
+    lr: float = 1e-3
+    lr_decay: float = 0.95
+    patience: int | None = 3
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 0
+
+
+@dataclass
+class PredictConfig:
+    crops: int = 1
+    top_k: int = 100
+    splits: list[str] = field(default_factory=lambda: list(SPLIT_NAMES))
+
+
+@dataclass
+class OutputConfig:
+    run_dir: str = "runs"
+    name: str | None = None
+
+
+@dataclass
+class JobConfig:
+    """A validated job; see the module docstring. ``path`` is the config file (not serialised)."""
+
+    model: ModelConfig
+    data: DataConfig
+    split: SplitConfig = field(default_factory=SplitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    path: str | None = field(default=None, compare=False)
+
+    @property
+    def level(self) -> str:
+        return self.data.level  # type: ignore[return-value]  (always set after validation)
+
+    @property
+    def job_dir(self) -> Path:
+        """``<run_dir>/<name>``: checkpoints, train.log, history.json."""
+        return Path(self.output.run_dir) / self.output.name
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (TOML/JSON-serialisable: ``None`` values are dropped)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "path":
+                continue
+            sec = dataclasses.asdict(getattr(self, f.name))
+            out[f.name] = {k: v for k, v in sec.items() if v is not None}
+        return out
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "split": SplitConfig, "train": TrainConfig,
+             "predict": PredictConfig, "output": OutputConfig}
+
+
+# --------------------------------------------------------------------------- type checking
+
+def _type_ok(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _section(cls, raw, name: str, path: str):
+    if not isinstance(raw, dict):
+        raise InputError(f"[{name}] must be a table", path)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise InputError(f"[{name}] has unknown option(s) {', '.join(unknown)}; "
+                         f"options: {', '.join(fields)}", path)
+    values = {}
+    for key, f in fields.items():
+        if key not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InputError(f"[{name}] is missing the required option {key!r}", path)
+            continue
+        v = raw[key]
+        if name == "data" and key in ("train", "test") and isinstance(v, str):
+            v = [v]  # one glob or a list of globs
+        if not _type_ok(v, hints[key]):
+            raise InputError(f"[{name}] {key} = {v!r}: expected {_type_name(hints[key])}", path)
+        values[key] = float(v) if hints[key] is float else v
+    return cls(**values)
+
+
+def _check_hparams(model: ModelConfig, path: str) -> dict:
+    """Validate hparams against the registry (names and types of the defaults); returns them."""
+    from producers.models.registry import get_entry
+
+    try:
+        entry = get_entry(model.name)
+    except InputError as err:
+        raise InputError(f"[model] {err}", path) from None
+    known = entry.hparams()
+    unknown = sorted(set(model.hparams) - set(known))
+    if unknown:
+        raise InputError(f"[model.hparams] model {model.name!r} has no option(s) {', '.join(unknown)}; "
+                         f"options: {', '.join(sorted(known)) or 'none'}", path)
+    out = {}
+    for key, v in model.hparams.items():
+        default = known[key]
+        if default is None or default is inspect.Parameter.empty:
+            ok = True
+        elif isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, int):
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif isinstance(default, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            v = float(v) if ok else v
+        elif isinstance(default, (list, tuple)):
+            ok = isinstance(v, list)
+        else:
+            ok = isinstance(v, type(default))
+        if not ok:
+            raise InputError(f"[model.hparams] {key} = {v!r}: expected {type(default).__name__} "
+                             f"(default {default!r}) for model {model.name!r}", path)
+        out[key] = v
+    return out
+
+
+def _resolve(p: str, base: Path) -> str:
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else base / q)
+
+
+# --------------------------------------------------------------------------- loading
+
+def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str | Path | None = None,
+                     check_model: bool = True) -> JobConfig:
+    """Validate a nested dict (as parsed from TOML) into a :class:`JobConfig`.
+
+    Relative paths are resolved against ``base_dir`` (default: the directory of
+    ``path``). ``check_model`` also builds the model on the meta device (no
+    memory) so that bad option values fail here, not mid-run.
+    """
+    path = str(path)
+    base = Path(base_dir) if base_dir is not None else Path(path).resolve().parent
+    if not isinstance(raw, dict):
+        raise InputError("the config must be a TOML table", path)
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise InputError(f"unknown section(s) {', '.join('[' + u + ']' for u in unknown)}; "
+                         f"sections: {', '.join(_SECTIONS)}", path)
+    for required in ("model", "data"):
+        if required not in raw:
+            raise InputError(f"missing section [{required}]", path)
+    sec = {name: _section(cls, raw.get(name, {}), name, path) for name, cls in _SECTIONS.items()}
+    model, data, split, train, predict, output = (sec[n] for n in _SECTIONS)
+
+    model.hparams = _check_hparams(model, path)
+    from producers.models.registry import get_entry
+
+    level = get_entry(model.name).level
+    if data.level is None:
+        data.level = level
+    if data.level not in ("video", "frame"):
+        raise InputError(f"[data] level must be 'video' or 'frame', got {data.level!r}", path)
+    if data.level != level:
+        raise InputError(f"[data] level is {data.level!r} but model {model.name!r} is a {level}-level model",
+                         path)
+    if not data.train:
+        raise InputError("[data] train lists no shard pattern", path)
+    data.train = [_resolve(p, base) for p in data.train]
+    data.test = None if data.test is None else [_resolve(p, base) for p in data.test]
+    data.test_truth = None if data.test_truth is None else _resolve(data.test_truth, base)
+    if data.num_classes < 1:
+        raise InputError(f"[data] num_classes must be >= 1, got {data.num_classes}", path)
+
+    if split.heldout < 0 or split.eval < 0:
+        raise InputError(f"[split] heldout and eval must be >= 0, got {split.heldout}, {split.eval}", path)
+    if not 0.0 <= split.dev_fraction < 1.0:
+        raise InputError(f"[split] dev_fraction must be in [0, 1), got {split.dev_fraction}", path)
+
+    if train.batch_size is None:
+        train.batch_size = 1024 if data.level == "video" else 128
+    for key, low in (("epochs", 1), ("batch_size", 1), ("workers", 0)):
+        if getattr(train, key) < low:
+            raise InputError(f"[train] {key} must be >= {low}, got {getattr(train, key)}", path)
+    if train.patience is not None and train.patience < 1:
+        raise InputError(f"[train] patience must be >= 1, got {train.patience}", path)
+    if train.lr <= 0 or not 0 < train.lr_decay <= 1:
+        raise InputError(f"[train] need lr > 0 and 0 < lr_decay <= 1, got lr={train.lr}, "
+                         f"lr_decay={train.lr_decay}", path)
+    if train.device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", train.device):
+        raise InputError(f"[train] device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', "
+                         f"got {train.device!r}", path)
+
+    if not 1 <= predict.crops <= 5:
+        raise InputError(f"[predict] crops must be in 1..5, got {predict.crops}", path)
+    if predict.crops > 1 and data.level == "video":
+        raise InputError("[predict] crops > 1 applies to frame-level models only", path)
+    if not 0 <= predict.top_k <= data.num_classes:
+        raise InputError(f"[predict] top_k must be in 0..{data.num_classes} (0 = full matrix), "
+                         f"got {predict.top_k}", path)
+    bad = [s for s in predict.splits if s not in SPLIT_NAMES]
+    if bad or len(set(predict.splits)) != len(predict.splits):
+        raise InputError(f"[predict] splits must be distinct names from {', '.join(SPLIT_NAMES)}, "
+                         f"got {predict.splits}", path)
+
+    output.run_dir = _resolve(output.run_dir, base)
+    if output.name is None:
+        output.name = model.name
+    if not _NAME.fullmatch(output.name):
+        raise InputError(f"[output] name {output.name!r} must match [A-Za-z0-9_-]+", path)
+
+    cfg = JobConfig(model, data, split, train, predict, output, path=path)
+    if check_model:
+        build_model(cfg, device="meta")
+    return cfg
+
+
+def load_config(path) -> JobConfig:
+    """Read and validate a TOML job file; InputError (one line, naming the file) on any problem."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("config file not found", p) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a TOML config file", p) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"not valid TOML ({err})", p) from None
+    return config_from_dict(raw, path=p, base_dir=p.resolve().parent)
+
+
+def build_model(cfg: JobConfig, device: str = "cpu"):
+    """The configured model (on ``device``; ``"meta"`` allocates nothing); InputError on bad values."""
+    import torch
+
+    from producers.models.registry import create_model
+
+    try:
+        with torch.device(device):
+            return create_model(cfg.model.name, input_dim=FEATURE_DIM, num_classes=cfg.data.num_classes,
+                                **cfg.model.hparams)
+    except InputError as err:
+        raise InputError(f"[model.hparams] {err.problem}", cfg.path) from None
+    except (ValueError, TypeError) as err:
+        raise InputError(f"[model.hparams] bad value for model {cfg.model.name!r}: {err}", cfg.path) from None

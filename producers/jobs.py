@@ -1,0 +1,363 @@
+"""The producer jobs behind the ``produce`` CLI: generate data, train, predict, list models.
+
+Output layout under ``[output] run_dir`` (several jobs may share it; each
+job's files carry its ``[output] name``)::
+
+    <name>/checkpoints/epoch-NNNN.pt, best.pt     training state (see producers.train)
+    <name>/train.log, history.json, config.json
+    predictions/<name>.<split>.<crop>.h5          one store per split (and crop)
+    labels/labels.<split>.h5                      ground truth of heldout / eval (/ test)
+
+Splits come from :func:`predictions.split.assign_splits` over *all* labelled
+ids, so "heldout" and "eval" videos are never trained on; the early-stopping
+dev videos are :func:`predictions.split.dev_mask` of the train ids.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from predictions.atomic import atomic_write_text
+from predictions.errors import InputError
+from predictions.types import Labels, Predictions, as_ids
+
+from .config import JobConfig, build_model
+
+LogFn = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _logger(path: Path | None, quiet: bool) -> LogFn:
+    """Log lines to ``path`` (appended, timestamped) and, unless quiet, to stderr."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        if path is not None:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    return log
+
+
+def _splits(cfg: JobConfig, ids: np.ndarray) -> np.ndarray:
+    from predictions.split import assign_splits
+
+    try:
+        return assign_splits(ids, heldout=cfg.split.heldout, eval=cfg.split.eval, salt=cfg.split.salt)
+    except InputError as err:
+        raise InputError(f"[split] {err.problem}", cfg.path) from None
+
+
+def _read_truth_csv(path, num_classes: int) -> Labels:
+    """``VideoId,Labels`` CSV (space-separated label ids) -> Labels; InputError naming file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read test truth CSV ({err.__class__.__name__})", path) from None
+    if not lines or lines[0].strip() != "VideoId,Labels":
+        raise InputError("line 1: expected header 'VideoId,Labels'", path)
+    ids, lists = [], []
+    for no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        vid, sep, labs = line.partition(",")
+        try:
+            lists.append([int(t) for t in labs.split()])
+        except ValueError:
+            raise InputError(f"line {no}: labels must be space-separated integers", path) from None
+        if not sep or not vid:
+            raise InputError(f"line {no}: expected 'VideoId,Labels'", path)
+        ids.append(vid)
+    if len(set(ids)) != len(ids):
+        raise InputError("duplicate video id", path)
+    bad = [l for ls in lists for l in ls if not 0 <= l < num_classes]
+    if bad:
+        raise InputError(f"label id {bad[0]} out of range [0, {num_classes})", path)
+    return Labels.from_lists(ids, lists, num_classes)
+
+
+def _write_labels_once(path: Path, labels: Labels, split: str, source: str) -> str:
+    """Write a labels file unless an identical one is there; InputError if a different one is."""
+    from predictions.labels import read_labels, write_labels
+
+    if path.exists():
+        old = read_labels(path)
+        same = (old.num_classes == labels.num_classes and np.array_equal(old.ids, labels.ids)
+                and np.array_equal(old.indptr, labels.indptr) and np.array_equal(old.indices, labels.indices))
+        if same:
+            return "unchanged"
+        raise InputError(f"exists with different {split} labels (another job with other data or [split] "
+                         f"settings shares this run dir); remove it or use another run_dir", path)
+    write_labels(path, labels, split=split, source=source)
+    return "written"
+
+
+def _checkpoint_dir(cfg: JobConfig) -> Path:
+    return cfg.job_dir / "checkpoints"
+
+
+# --------------------------------------------------------------------------- generate
+
+def generate_job(out_dir, *, videos: int, test_videos: int, classes: int, level: str, seed: int,
+                 shards: int = 8, progress: bool = True) -> dict:
+    """Write a generated data set (see :func:`producers.data.generator.generate`)."""
+    from .data.generator import generate
+
+    return generate(out_dir, n_train=videos, n_test=test_videos, num_classes=classes, level=level,
+                    shards=shards, seed=seed, progress=progress)
+
+
+# --------------------------------------------------------------------------- train
+
+def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False):
+    """Train the configured model, checkpointing (and resuming) under ``<run_dir>/<name>/``.
+
+    Returns the :class:`~producers.train.History`; writes ``history.json``,
+    ``config.json`` and appends to ``train.log``.
+    """
+    from predictions.split import dev_mask
+
+    from .train import fit
+
+    job = cfg.job_dir
+    ckpt = _checkpoint_dir(cfg)
+    if restart and ckpt.exists():
+        shutil.rmtree(ckpt)
+    elif ckpt.exists() and (job / "config.json").exists():
+        old = json.loads((job / "config.json").read_text(encoding="utf-8"))
+        if old.get("model") != cfg.to_dict()["model"] or old.get("data", {}).get("num_classes") \
+                != cfg.data.num_classes:
+            raise InputError(f"{ckpt} holds checkpoints of a different [model] configuration; "
+                             f"use --restart to discard them or pick another [output] name", cfg.path)
+    job.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(job / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    log = _logger(job / "train.log", quiet)
+    log(f"train {cfg.output.name}: model {cfg.model.name} {cfg.model.hparams} from {cfg.path}")
+    model = build_model(cfg)
+    t0 = time.perf_counter()
+    if cfg.level == "video":
+        loader, dev, n_train, n_dev = _video_training_data(cfg, log, quiet, dev_mask)
+    else:
+        loader, dev, n_train, n_dev = _frame_training_data(cfg, log, dev_mask)
+    log(f"data: {n_train} training videos, {n_dev} dev videos ({time.perf_counter() - t0:.1f}s)")
+    t = cfg.train
+    t1 = time.perf_counter()
+    history = fit(model, loader, dev, epochs=t.epochs, lr=t.lr, lr_decay=t.lr_decay, patience=t.patience,
+                  device=t.device, amp=t.amp, checkpoint_dir=ckpt, seed=t.seed, progress=not quiet,
+                  log=log, train_size=n_train, dev_batch_size=t.batch_size)
+    seconds = time.perf_counter() - t1
+    log(f"done: best epoch {history.best_epoch} dev GAP@20 {history.best_gap:.4f}; {seconds:.1f}s")
+    info = dict(history.to_dict(), model=cfg.model.name, name=cfg.output.name, n_train=n_train, n_dev=n_dev,
+                fit_seconds=seconds)
+    atomic_write_text(job / "history.json", json.dumps(info, indent=2) + "\n")
+    return history
+
+
+def _video_training_data(cfg: JobConfig, log: LogFn, quiet: bool, dev_mask):
+    from .data.readers import load_video_level
+    from .datasets import VideoArrays, video_loader
+
+    ids, X, labels = load_video_level(cfg.data.train, num_classes=cfg.data.num_classes, progress=not quiet)
+    split = _splits(cfg, ids)
+    log(f"splits: " + ", ".join(f"{s} {int((split == s).sum())}" for s in ("train", "heldout", "eval")))
+    tr = np.flatnonzero(split == "train")
+    is_dev = dev_mask(ids[tr], cfg.split.dev_fraction, cfg.split.salt)
+    fit_rows, dev_rows = tr[~is_dev], tr[is_dev]
+    if len(fit_rows) == 0:
+        raise InputError("no training videos left after the held-out, eval and dev splits", cfg.path)
+    loader = video_loader(VideoArrays(X[fit_rows], labels.take(fit_rows)), cfg.train.batch_size, shuffle=True,
+                          workers=cfg.train.workers)
+    dev = (X[dev_rows], labels.take(dev_rows)) if len(dev_rows) else None
+    return loader, dev, len(fit_rows), len(dev_rows)
+
+
+def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
+    from .data.readers import scan_ids
+    from .datasets import FrameShards, frame_loader
+
+    ids = scan_ids(cfg.data.train, level="frame")
+    split = _splits(cfg, ids)
+    tr = ids[split == "train"]
+    is_dev = dev_mask(tr, cfg.split.dev_fraction, cfg.split.salt)
+    fit_ids, dev_ids = tr[~is_dev], tr[is_dev]
+    C, bs = cfg.data.num_classes, cfg.train.batch_size
+    train = FrameShards(cfg.data.train, C, crop="train", ids=fit_ids, shuffle=True, seed=cfg.train.seed)
+    loader = frame_loader(train, bs, workers=cfg.train.workers)
+    dev = None
+    if len(dev_ids):
+        dev = (frame_loader(FrameShards(cfg.data.train, C, crop=0, ids=dev_ids), bs), None)
+    return loader, dev, len(fit_ids), len(dev_ids)
+
+
+# --------------------------------------------------------------------------- predict
+
+def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False) -> list[Path]:
+    """Write one store per requested split (and crop) plus the labels files; return the store paths.
+
+    Video level: crop ``"full"``. Frame level: ``crops`` (default ``[predict]
+    crops``) inference crops ``crop0..crop{N-1}`` and, for N > 1, their mean
+    (crop ``"mean"``). Splits with no videos (eval = 0, no test shards) are
+    skipped. Stores are top-``k`` (``[predict] top_k``; 0 = full matrix) and
+    record the job config (``config``) and the checkpoint used (``extra``).
+    """
+    from .crops import check_n_crops
+    from .train import load_best, load_checkpoint
+
+    n_crops = check_n_crops(cfg.predict.crops if crops is None else crops)
+    if cfg.level == "video" and n_crops != 1:
+        raise InputError("--crops applies to frame-level models only", cfg.path)
+    log = _logger(cfg.job_dir / "train.log" if cfg.job_dir.exists() else None, quiet)
+    ckpt = _checkpoint_dir(cfg)
+    model = load_best(build_model(cfg), ckpt)
+    best = load_checkpoint(ckpt / "best.pt")
+    extra = {"checkpoint": str(ckpt / "best.pt"), "best_epoch": int(best.get("epoch", 0)),
+             "dev_gap": float(best.get("dev_gap", float("nan"))), "level": cfg.level}
+    run = Path(cfg.output.run_dir)
+    written: list[Path] = []
+    for split, ids, labels, X in _prediction_splits(cfg, log):
+        if labels is not None:
+            status = _write_labels_once(run / "labels" / f"labels.{split}.h5", labels, split,
+                                        source=" ".join(cfg.data.test if split == "test" and cfg.data.test
+                                                        else cfg.data.train))
+            log(f"labels.{split}.h5: {status}")
+        t0 = time.perf_counter()
+        paths = _predict_split(cfg, model, split, ids, X, n_crops, extra, quiet)
+        log(f"predicted {split}: {len(ids)} videos in {time.perf_counter() - t0:.1f}s -> "
+            + ", ".join(p.name for p in paths))
+        written += paths
+    return written
+
+
+def _prediction_splits(cfg: JobConfig, log: LogFn):
+    """Yield ``(split, ids, labels or None, X or None)`` per requested, non-empty split.
+
+    ``ids`` are in file order; ``X`` (video level) holds their feature rows.
+    The split of an id is decided over all labelled ids.
+    """
+    from .data.readers import load_video_level, scan_ids
+
+    want = cfg.predict.splits
+    video = cfg.level == "video"
+    if any(s in want for s in ("heldout", "eval")):
+        all_ids = scan_ids(cfg.data.train, level=cfg.level)
+        split = _splits(cfg, all_ids)
+        X = labels = None
+        if video:
+            ids, X, labels = load_video_level(cfg.data.train, ids=all_ids[np.isin(split, want)],
+                                              num_classes=cfg.data.num_classes, progress=False)
+        for name in ("heldout", "eval"):
+            sel = all_ids[split == name]
+            if name not in want or not len(sel):
+                continue
+            if video:
+                rows = _positions(ids, sel)
+                yield name, sel, labels.take(rows), X[rows]
+            else:
+                yield name, sel, _frame_labels(cfg, sel), None
+    if "test" in want and cfg.data.test:
+        X = None
+        if video:
+            ids, X, _ = load_video_level(cfg.data.test, num_classes=cfg.data.num_classes)
+        else:
+            ids = scan_ids(cfg.data.test, level="frame")
+        truth = None
+        if cfg.data.test_truth:
+            truth = _read_truth_csv(cfg.data.test_truth, cfg.data.num_classes).reindex(ids)
+        yield "test", ids, truth, X
+    elif "test" in want:
+        log("no [data] test shards: skipping the test split")
+
+
+def _frame_labels(cfg: JobConfig, ids: np.ndarray) -> Labels:
+    """Labels of frame-level videos ``ids`` (in that order), read from the shards' context."""
+    from .data.readers import iter_frame
+
+    keep = set(ids.tolist())
+    got, lists = [], []
+    for ex in iter_frame(cfg.data.train, max_frames=1):
+        if ex.id in keep:
+            got.append(ex.id)
+            lists.append(ex.labels)
+    return Labels.from_lists(got, lists, cfg.data.num_classes).reindex(ids)
+
+
+def _positions(have: np.ndarray, want: np.ndarray) -> np.ndarray:
+    from predictions.types import row_index
+
+    return row_index(as_ids(have), as_ids(want), "the shards")
+
+
+def _predict_split(cfg: JobConfig, model, split: str, ids: np.ndarray, X: np.ndarray | None, n_crops: int,
+                   extra: dict, quiet: bool) -> list[Path]:
+    from contextlib import ExitStack
+
+    from predictions.store import StoreWriter, store_name
+
+    from .datasets import arrays_batches
+    from .train import predict
+
+    C, k = cfg.data.num_classes, (cfg.predict.top_k or None)
+    out = Path(cfg.output.run_dir) / "predictions"
+    crops = ["full"] if cfg.level == "video" else [str(i) for i in range(n_crops)] + (["mean"] if n_crops > 1
+                                                                                       else [])
+    paths = [out / store_name(cfg.output.name, split, c) for c in crops]
+    with ExitStack() as stack:
+        writers = [stack.enter_context(StoreWriter(p, ids=ids, num_classes=C, k=k, model=cfg.output.name,
+                                                   split=split, crop=c, config=cfg.to_dict(),
+                                                   extra=dict(extra, model_name=cfg.model.name)))
+                   for p, c in zip(paths, crops)]
+        if cfg.level == "video":
+            batches = arrays_batches(X, ids, cfg.train.batch_size)
+            for bid, probs in predict(model, batches, cfg.train.device,
+                                      amp=cfg.train.amp, progress=not quiet, total=len(ids)):
+                writers[0].write(Predictions.from_dense(bid, probs, k=k))
+        else:
+            for bid, per_crop in _frame_predictions(cfg, model, split, ids, n_crops, quiet):
+                for w, probs in zip(writers, per_crop + ([np.mean(per_crop, axis=0)] if n_crops > 1 else [])):
+                    w.write(Predictions.from_dense(bid, probs, k=k))
+    return paths
+
+
+def _frame_predictions(cfg: JobConfig, model, split: str, ids: np.ndarray, n_crops: int, quiet: bool):
+    """Yield ``(ids, [probs of crop 0, ..., crop N-1])`` per batch, rows in the order of ``ids``.
+
+    Reads with one process (the store writer needs rows in a known order).
+    """
+    from torch.utils.data import DataLoader
+
+    from .crops import inference_crop
+    from .datasets import FrameShards, _identity, collate_frames
+    from .train import predict
+
+    patterns = cfg.data.test if split == "test" else cfg.data.train
+    shards = FrameShards(patterns, cfg.data.num_classes, crop=None, ids=ids)
+    loader = DataLoader(shards, batch_size=cfg.train.batch_size, collate_fn=_identity)
+    C = cfg.data.num_classes
+    for items in loader:
+        per_crop = []
+        for c in range(n_crops):
+            cropped = [(i, f[inference_crop(len(f), c)] if len(f) else f, np.zeros(0, np.int64))
+                       for i, f, _ in items]
+            (_, probs), = predict(model, [collate_frames(cropped, C)], cfg.train.device, amp=cfg.train.amp)
+            per_crop.append(probs)
+        yield as_ids([i for i, _, _ in items]), per_crop
+
+
+# --------------------------------------------------------------------------- models
+
+def models_table(level: str | None = None) -> list[tuple[str, str, str]]:
+    """``(name, level, one-line doc)`` of each registered model."""
+    from .models.registry import get_entry, list_models
+
+    return [(n, get_entry(n).level, get_entry(n).doc) for n in list_models(level)]

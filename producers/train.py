@@ -1,0 +1,411 @@
+"""The one training loop shared by every producer model, and batch prediction.
+
+:func:`fit` trains with Adam on the binary cross-entropy of the predicted
+probabilities (clamped to [1e-6, 1 - 1e-6], summed over classes, averaged
+over the batch) plus the model's ``auxiliary_loss(y)`` if it has one; the
+learning rate decays exponentially per epoch; after each epoch it scores the
+dev videos with GAP@20, keeps the best weights, stops early after
+``patience`` epochs without improvement, and writes a checkpoint.
+
+Checkpoints (``<checkpoint_dir>/epoch-0003.pt`` ...) hold the model,
+optimizer, scheduler and AMP scaler states, the Python/numpy/torch(/CUDA) RNG
+states (as tensors and plain types, loadable with ``weights_only=True``), the
+epoch, the best score so far and the history. ``best.pt`` holds the best
+weights. Both are written atomically (temporary file + ``os.replace``).
+Calling :func:`fit` again with the same ``checkpoint_dir`` resumes after the
+latest checkpoint and ends with exactly the weights an uninterrupted run with
+the same seed would have had (on CPU; cuDNN kernels may not be bit-exact).
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from predictions.errors import InputError
+from predictions.types import Labels, Predictions
+
+from .datasets import Batch, arrays_batches, seed_everything
+
+_EPS = 1e-6
+_CKPT = re.compile(r"^epoch-(\d{4,})\.pt$")
+
+
+@dataclass
+class History:
+    """What happened per epoch (1-based epoch numbers).
+
+    loss : mean training loss per epoch; dev_gap : dev GAP@20 per epoch (NaN
+    without dev data); seconds : wall time per epoch (training + dev scoring);
+    best_epoch / best_gap : the epoch whose weights the model ends with;
+    stopped_early : whether patience ran out; resumed_from : epoch of the
+    checkpoint this run resumed from (0 for a fresh start).
+    """
+
+    epochs: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    dev_gap: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    videos_per_s: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    best_gap: float = float("-inf")
+    stopped_early: bool = False
+    resumed_from: int = 0
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict (``-inf`` best_gap -> None)."""
+        d = asdict(self)
+        d["best_gap"] = None if not np.isfinite(self.best_gap) else self.best_gap
+        d["dev_gap"] = [None if not np.isfinite(g) else g for g in self.dev_gap]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        d = dict(d)
+        d["best_gap"] = float("-inf") if d.get("best_gap") is None else d["best_gap"]
+        d["dev_gap"] = [float("nan") if g is None else g for g in d.get("dev_gap", [])]
+        return cls(**d)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; anything else as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"bad device {device!r}: {err}") from None
+
+
+def bce_loss(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """BCE on probabilities (float32, clamped), summed over classes, mean over the batch."""
+    p = p.float().clamp(_EPS, 1.0 - _EPS)
+    return -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p)).sum(-1).mean()
+
+
+def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    if isinstance(batch, Batch):
+        return batch.x, batch.y, batch.lengths
+    if len(batch) == 2:
+        return batch[0], batch[1], None
+    if len(batch) == 3:
+        return batch[0], batch[2], batch[1]  # (x, lengths, y)
+    raise InputError(f"a training batch must be a Batch, (x, y) or (x, lengths, y); got {len(batch)} items")
+
+
+# --------------------------------------------------------------------------- RNG / checkpoints
+
+def _rng_state() -> dict:
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def latest_checkpoint(checkpoint_dir) -> Path | None:
+    """The ``epoch-NNNN.pt`` file with the highest epoch in ``checkpoint_dir``, or None."""
+    d = Path(checkpoint_dir)
+    if not d.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in d.iterdir() if (m := _CKPT.match(p.name)))
+    return found[-1][1] if found else None
+
+
+def load_checkpoint(path) -> dict:
+    """Load a checkpoint (``weights_only=True``); InputError naming the file if unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling problem is a bad file
+        raise InputError(f"not a readable checkpoint ({type(err).__name__}: {err})", path) from None
+
+
+def load_best(model: nn.Module, checkpoint_dir) -> nn.Module:
+    """Load ``<checkpoint_dir>/best.pt`` into ``model`` (in place) and return it in eval mode."""
+    path = Path(checkpoint_dir) / "best.pt"
+    if not path.exists():
+        raise InputError("no best.pt checkpoint; train the model first", path.parent)
+    try:
+        model.load_state_dict(load_checkpoint(path)["model"])
+    except RuntimeError as err:
+        raise InputError(f"checkpoint does not fit the configured model ({str(err).splitlines()[0]})",
+                         path) from None
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def _dev_batches(dev_x, batch_size: int) -> Iterable:
+    if isinstance(dev_x, (np.ndarray, torch.Tensor)):
+        x = np.asarray(dev_x, dtype=np.float32)
+        return arrays_batches(x, np.arange(len(x)).astype(str), batch_size)
+    return dev_x
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: Iterable, device: str | torch.device = "auto", *, amp: bool = False,
+            progress: bool = False, total: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(ids (b,), probs (b, C) float32 numpy)`` per batch, model in eval mode.
+
+    ``batches`` yields :class:`~producers.datasets.Batch` (``ids`` may be None,
+    then ids are running row numbers as strings) or ``(x,)`` / ``(x, lengths)``.
+    ``total`` (videos) sizes the progress bar.
+    """
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    use_amp = amp and dev.type == "cuda"
+    bar = _bar(progress, total, "predict")
+    seen = 0
+    try:
+        for batch in batches:
+            if isinstance(batch, Batch):
+                x, lengths, ids = batch.x, batch.lengths, batch.ids
+            else:
+                x, lengths, ids = batch[0], (batch[1] if len(batch) > 1 else None), None
+            x = x.to(dev, non_blocking=True)
+            lengths = None if lengths is None else lengths.to(dev)
+            with torch.autocast(dev.type, enabled=use_amp):
+                p = model(x, lengths) if lengths is not None else model(x)
+            probs = p.float().clamp(0.0, 1.0).cpu().numpy()
+            if ids is None:
+                ids = np.arange(seen, seen + len(probs)).astype(str)
+            seen += len(probs)
+            if bar is not None:
+                bar.update(len(probs))
+            yield np.asarray(ids), probs
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _labels_from_targets(ids: list, ys: list, num_classes: int) -> Labels:
+    """Labels from per-batch ids and (b, C) multi-hot targets."""
+    y = np.concatenate(ys) if ys else np.zeros((0, num_classes), np.float32)
+    ids = [np.asarray(i) for i in ids]
+    rows, cols = np.nonzero(y > 0.5)
+    indptr = np.zeros(len(y) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(y)), out=indptr[1:])
+    return Labels(np.concatenate(ids) if ids else np.zeros(0, "<U1"), indptr, cols.astype(np.int32), y.shape[1])
+
+
+def dev_gap(model: nn.Module, dev_batches: Iterable, labels: Labels | None, device, *, amp: bool = False,
+            k: int = 20) -> float:
+    """GAP@k of ``model`` on dev batches.
+
+    With ``labels`` the batch rows must follow it (same order and count); with
+    ``labels=None`` the truth is read from the batches' ``y`` and ``ids``
+    (:class:`~producers.datasets.Batch` es, e.g. a frame-level loader).
+    """
+    from predictions.metrics import gap
+
+    seen_ids, seen_y = [], []
+
+    def tap():
+        for b in dev_batches:
+            if labels is None:
+                seen_ids.append(np.asarray(b.ids))
+                seen_y.append(b.y.numpy())
+            yield b
+
+    idx, sc = [], []
+    for _, probs in predict(model, tap(), device, amp=amp):
+        top = Predictions.from_dense(np.arange(len(probs)).astype(str), probs, k=min(k, probs.shape[1]))
+        idx.append(top.indices)
+        sc.append(top.scores)
+    if labels is None:
+        labels = _labels_from_targets(seen_ids, seen_y, seen_y[0].shape[1] if seen_y else 1)
+    n = sum(len(s) for s in sc)
+    if n != len(labels) or n == 0:
+        raise InputError(f"dev batches gave {n} videos but the dev labels have {len(labels)}")
+    pred = Predictions(labels.ids, np.concatenate(sc), np.concatenate(idx), labels.num_classes)
+    return float(gap(pred, labels, k=k))
+
+
+def _bar(progress: bool, total: int | None, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="videos", unit_scale=True, dynamic_ncols=True, leave=False)
+
+
+# --------------------------------------------------------------------------- training
+
+def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10, lr: float = 1e-3,
+        lr_decay: float = 0.95, weight_decay: float = 0.0, patience: int | None = None,
+        device: str | torch.device = "auto", amp: bool = False, checkpoint_dir=None, seed: int | None = 0,
+        progress: bool = False, dev_batch_size: int = 1024, log: Callable[[str], None] | None = None,
+        train_size: int | None = None) -> History:
+    """Train ``model`` in place and return its :class:`History`; the model ends with the best weights.
+
+    Parameters
+    ----------
+    train_loader : iterable of :class:`~producers.datasets.Batch` (or ``(x, y)``
+        / ``(x, lengths, y)``); re-iterated each epoch. If its ``dataset`` has
+        ``set_epoch`` (frame shards) it is called with the 0-based epoch.
+    dev : ``None`` or ``(X, labels)`` with ``X`` an (n, D) array or an iterable
+        of batches, rows in the order of ``labels`` (:class:`Labels`). Scored by
+        GAP@20 after each epoch; without it the last epoch counts as best.
+    epochs : total epochs (a resumed run continues up to this number).
+    lr, lr_decay, weight_decay : Adam learning rate, its per-epoch
+        multiplicative decay (``ExponentialLR``), and L2 weight decay.
+    patience : stop after this many epochs without a better dev GAP (None: never).
+    device : ``"auto"``, ``"cpu"``, ``"cuda"``...; amp : float16 autocast + grad
+        scaling, used only on CUDA.
+    checkpoint_dir : write ``epoch-NNNN.pt`` + ``best.pt`` there, and resume
+        from the latest ``epoch-NNNN.pt`` if one exists.
+    seed : seeds Python/numpy/torch RNGs on a fresh start (None: leave them).
+    progress : tqdm bar per epoch with videos/s and ETA; log : called with one
+        line per epoch. train_size : videos per epoch, for the bar's ETA.
+    """
+    if epochs < 1:
+        raise InputError(f"epochs must be >= 1, got {epochs}")
+    if not 0 < lr_decay <= 1:
+        raise InputError(f"lr_decay must be in (0, 1], got {lr_decay}")
+    if patience is not None and patience < 1:
+        raise InputError(f"patience must be >= 1 or None, got {patience}")
+    dev_device = resolve_device(device)
+    use_amp = bool(amp) and dev_device.type == "cuda"
+    model.to(dev_device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history = History()
+    ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    start = 0
+    latest = None if ckpt_dir is None else latest_checkpoint(ckpt_dir)
+    best_state = None
+    if latest is not None:
+        state = load_checkpoint(latest)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        history = History.from_dict(state["history"])
+        start = history.resumed_from = int(state["epoch"])
+        if ckpt_dir is not None and (ckpt_dir / "best.pt").exists():
+            best_state = load_checkpoint(ckpt_dir / "best.pt")["model"]
+        if log:
+            log(f"resumed from {latest} (epoch {start})")
+    elif seed is not None:
+        seed_everything(seed)
+    dev_x, dev_labels = (None, None) if dev is None else dev
+    if train_size is None:
+        try:
+            train_size = len(getattr(train_loader, "dataset", None))  # type: ignore[arg-type]
+        except TypeError:
+            train_size = None
+    stale = 0 if not history.epochs else history.epochs[-1] - history.best_epoch
+
+    for epoch in range(start, epochs):
+        if patience is not None and stale >= patience:
+            history.stopped_early = True
+            break
+        t0 = time.perf_counter()
+        dataset = getattr(train_loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        model.train()
+        total_loss, n_seen = 0.0, 0
+        bar = _bar(progress, train_size, f"epoch {epoch + 1}/{epochs}")
+        for batch in train_loader:
+            x, y, lengths = _unpack(batch)
+            x, y = x.to(dev_device, non_blocking=True), y.to(dev_device, non_blocking=True)
+            lengths = None if lengths is None else lengths.to(dev_device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(dev_device.type, enabled=use_amp):
+                p = model(x, lengths) if lengths is not None else model(x)
+            loss = bce_loss(p, y)
+            aux = getattr(model, "auxiliary_loss", None)
+            if aux is not None:
+                with torch.autocast(dev_device.type, enabled=use_amp):
+                    loss = loss + aux(y).float()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} in epoch {epoch + 1}; "
+                                         f"try a smaller lr")
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            b = x.shape[0]
+            total_loss += float(loss.detach()) * b
+            n_seen += b
+            if bar is not None:
+                bar.update(b)
+                bar.set_postfix(loss=f"{total_loss / n_seen:.3f}")
+        if bar is not None:
+            bar.close()
+        if n_seen == 0:
+            raise InputError("the training data is empty")
+        scheduler.step()
+        train_s = time.perf_counter() - t0
+        g = float("nan")
+        if dev_x is not None:
+            g = dev_gap(model, _dev_batches(dev_x, dev_batch_size), dev_labels, dev_device, amp=use_amp)
+        history.epochs.append(epoch + 1)
+        history.loss.append(total_loss / n_seen)
+        history.dev_gap.append(g)
+        history.seconds.append(time.perf_counter() - t0)
+        history.videos_per_s.append(n_seen / max(train_s, 1e-9))
+        improved = dev_x is None or g > history.best_gap
+        if improved:
+            history.best_epoch, history.best_gap = epoch + 1, (g if dev_x is not None else history.best_gap)
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            stale = 0
+        else:
+            stale += 1
+        if log:
+            log(f"epoch {epoch + 1}/{epochs} loss {history.loss[-1]:.4f} dev_gap {g:.4f} "
+                f"lr {scheduler.get_last_lr()[0]:.3g} {history.videos_per_s[-1]:.0f} videos/s "
+                f"{history.seconds[-1]:.1f}s{' *' if improved else ''}")
+        if ckpt_dir is not None:
+            if improved:
+                _atomic_save({"model": best_state, "epoch": epoch + 1, "dev_gap": g}, ckpt_dir / "best.pt")
+            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                          "rng": _rng_state(), "epoch": epoch + 1, "history": history.to_dict()},
+                         ckpt_dir / f"epoch-{epoch + 1:04d}.pt")
+            for old in ckpt_dir.iterdir():  # keep only the newest epoch checkpoint
+                m = _CKPT.match(old.name)
+                if m and int(m.group(1)) < epoch + 1:
+                    old.unlink(missing_ok=True)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history

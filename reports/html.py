@@ -1,0 +1,336 @@
+"""Render the report's summary (the dict written to summary.json) as HTML and Markdown.
+
+Pure functions of that dict: :func:`page` gives a self-contained ``index.html``
+(inline CSS, no script, no external resource; figures by relative file name),
+:func:`markdown` a short ``summary.md``. All text from the inputs is escaped.
+"""
+from __future__ import annotations
+
+from html import escape
+
+__all__ = ["page", "markdown"]
+
+CSS = """
+:root { --fg:#1d2330; --muted:#5b6475; --line:#dde1e8; --accent:#1f5fbf; --best:#fff3cf; }
+* { box-sizing: border-box; }
+body { margin:0; background:#f4f5f7; color:var(--fg);
+  font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans","Liberation Sans",Arial,sans-serif; }
+header { background:#1d2330; color:#fff; padding:18px 32px 14px; }
+header h1 { margin:0 0 4px; font-size:22px; font-weight:600; }
+header .meta { color:#c5ccd9; font-size:13px; }
+nav { position:sticky; top:0; z-index:1; background:#fff; border-bottom:1px solid var(--line);
+  padding:8px 32px; white-space:nowrap; overflow-x:auto; }
+nav a { color:var(--accent); text-decoration:none; font-size:13px; margin-right:18px; }
+nav a:hover { text-decoration:underline; }
+main { max-width:1120px; margin:0 auto; padding:6px 24px 40px; }
+section { background:#fff; border:1px solid var(--line); border-radius:6px; padding:6px 22px 16px;
+  margin:18px 0; }
+h2 { font-size:18px; font-weight:600; margin:10px 0 8px; padding-bottom:4px; border-bottom:1px solid var(--line); }
+h3 { font-size:15px; font-weight:600; margin:16px 0 4px; }
+p { margin:6px 0; max-width:860px; }
+.cards { display:flex; flex-wrap:wrap; gap:12px; margin:14px 0 4px; }
+.card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:8px 16px; min-width:180px; }
+.card .label { color:var(--muted); font-size:12px; }
+.card .value { font-size:20px; font-weight:600; font-variant-numeric:tabular-nums; }
+.card .sub { color:var(--muted); font-size:12px; }
+.scroll { overflow-x:auto; }
+table { border-collapse:collapse; font-size:13px; margin:8px 0 4px; }
+th, td { padding:4px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
+th { background:#eef0f4; font-weight:600; white-space:nowrap; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+td.neg { color:#b3261e; }
+td.pos { color:#1b7f3b; }
+tr.best td { background:var(--best); font-weight:600; }
+.tag { display:inline-block; font-size:11px; line-height:16px; padding:0 7px; border-radius:8px;
+  background:#e6eefc; color:#1f5fbf; }
+.tag.ensemble { background:#fdebd6; color:#9a5200; }
+figure { margin:14px 0 10px; }
+figure img { display:block; max-width:100%; height:auto; border:1px solid var(--line); border-radius:4px; }
+figcaption { color:var(--muted); font-size:13px; margin-top:4px; max-width:860px; }
+.note { background:#f3f4f6; border-left:3px solid #9aa3b2; padding:6px 12px; color:var(--muted);
+  margin:8px 0; max-width:860px; }
+code { font-size:12px; background:#f0f2f5; padding:0 3px; border-radius:3px; }
+footer { color:var(--muted); font-size:12px; text-align:center; padding:10px 0 30px; }
+"""
+
+SECTIONS = (("overview", "Overview"), ("leaderboard", "Leaderboard"), ("builds", "Weights"),
+            ("diversity", "Diversity"), ("size", "Ensemble size"), ("classes", "Per class"),
+            ("calibration", "PR &amp; calibration"), ("inputs", "Inputs"))
+
+
+# --------------------------------------------------------------------------- helpers
+def _e(x) -> str:
+    return escape("" if x is None else str(x))
+
+
+def _num(x, digits: int = 4, signed: bool = False) -> str:
+    if x is None:
+        return "\u2013"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def _table(headers, rows, numeric, row_classes=None, cell_classes=None) -> str:
+    """HTML table; ``numeric``: set of column positions right-aligned; cells are pre-escaped HTML."""
+    head = "".join(f'<th class="num">{h}</th>' if i in numeric else f"<th>{h}</th>"
+                   for i, h in enumerate(headers))
+    body = []
+    for r, row in enumerate(rows):
+        cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
+        cells = []
+        for i, c in enumerate(row):
+            names = (["num"] if i in numeric else []) + ([cell_classes[r][i]] if cell_classes and
+                                                          cell_classes[r][i] else [])
+            attr = f' class="{" ".join(names)}"' if names else ""
+            cells.append(f"<td{attr}>{c}</td>")
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _figure(figures: dict, key: str, alt: str, caption: str) -> str:
+    name = figures.get(key)
+    if not name:
+        return ""
+    return (f'<figure><img src="{_e(name)}" alt="{_e(alt)}" loading="lazy">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{text}</p>'
+
+
+def _sign_class(v) -> str:
+    return "" if v is None or v == 0 else ("pos" if v > 0 else "neg")
+
+
+# --------------------------------------------------------------------------- sections
+def _overview(d: dict) -> str:
+    lb = d["leaderboard"]
+    best = d["best"]
+    by_name = {r["name"]: r for r in lb}
+    cards = []
+    if best["model"]:
+        cards.append(("best on " + _e(d["split"]), _num(by_name[best["model"]]["gap"]), _e(best["model"])))
+    if best["member"]:
+        cards.append(("best member", _num(by_name[best["member"]]["gap"]), _e(best["member"])))
+    if best["ensemble"]:
+        cards.append(("best ensemble", _num(by_name[best["ensemble"]]["gap"]), _e(best["ensemble"])))
+    if best["gain_over_best_member"] is not None:
+        cards.append(("ensemble gain", _num(best["gain_over_best_member"], signed=True), "GAP vs best member"))
+    html = "".join(f'<div class="card"><div class="label">{a}</div><div class="value">{b}</div>'
+                   f'<div class="sub">{c}</div></div>' for a, b, c in cards)
+    n_ens = sum(r["kind"] == "ensemble" for r in lb)
+    text = (f"<p>{len(lb) - n_ens} member{'s' if len(lb) - n_ens != 1 else ''} and {n_ens} "
+            f"ensemble{'s' if n_ens != 1 else ''} scored on the <b>{_e(d['split'])}</b> split: "
+            f"{_num(d['n_videos'])} videos common to all stores, {_num(d['num_classes'])} classes, "
+            f"{_num(d['n_positives'])} positive labels. GAP@{d['k']} is the headline metric.</p>")
+    notes = "".join(_note(_e(v)) for key, v in d["notes"].items() if key in ("alignment",))
+    return (f'<section id="overview"><h2>Overview</h2><div class="cards">{html}</div>{text}{notes}'
+            f"</section>")
+
+
+def _leaderboard(d: dict) -> str:
+    lb = d["leaderboard"]
+    k = d["k"]
+    rows, classes = [], []
+    for i, r in enumerate(lb):
+        tag = f'<span class="tag {r["kind"]}">{r["kind"]}</span>'
+        rows.append([str(i + 1), _e(r["name"]), tag, _e(r["scheme"] or ""), _num(r["gap"]), _num(r["map"]),
+                     _num(r["hit1"]), _num(r["perr"]), _num(r["estimate"]), _num(r["n"])])
+        classes.append("best" if i == 0 else "")
+    table = _table(["#", "model", "kind", "scheme", f"GAP@{k}", "MAP", "Hit@1", "PERR",
+                    "cross-fitted GAP", "videos"], rows, {0, 4, 5, 6, 7, 8, 9}, classes)
+    caption = (f"GAP@{k} of every model on the {_e(d['split'])} split, best on top; ensembles in orange. "
+               "Ticks: the cross-fitted estimate from the build record (measured on the fit split, "
+               "so it is an honest forecast, not this split's score).")
+    return (f'<section id="leaderboard"><h2>Leaderboard</h2>'
+            f"<p>Sorted by GAP@{k}; the best row is highlighted. MAP averages per-class AP@{k} over the "
+            f"classes with a positive; PERR is precision at equal recall rate; the cross-fitted GAP comes "
+            f"from the ensemble's build record.</p>{table}"
+            f"{_figure(d['figures'], 'leaderboard', 'GAP per model', caption)}</section>")
+
+
+def _builds(d: dict) -> str:
+    builds = d["builds"]
+    parts = ['<section id="builds"><h2>Build records and weights</h2>']
+    if not builds:
+        parts.append(_note("No build record given (<code>&lt;name&gt;.build.json</code> from "
+                           "<code>ensemble build</code>): weights and trajectories are not shown."))
+        return "".join(parts) + "</section>"
+    rows = []
+    for name, b in builds.items():
+        best = b.get("best_single")
+        best_txt = f"{_e(best[0])} {_num(best[1])}" if isinstance(best, list) and len(best) == 2 else "\u2013"
+        folds = b.get("fold_scores") or []
+        spread = (max(folds) - min(folds)) if folds else None
+        rows.append([_e(name), _e(b.get("scheme")), _e(b.get("fit_split")), _num(len(b.get("members") or [])),
+                     best_txt, _num(b.get("uniform_gap")), _num(b.get("crossfit_estimate")),
+                     _num(b.get("n_folds")), _num(spread)])
+    parts.append(_table(["build", "scheme", "fit split", "members", "best single (fit)", "uniform (fit)",
+                         "cross-fitted GAP", "folds", "fold range"], rows, {3, 5, 6, 7, 8}))
+    parts.append("<p>All numbers in this table are on the build's fit split (as recorded when it was built).</p>")
+    fig = _figure(d["figures"], "weights", "weights per member",
+                  "Fitted weight of each member in each build that has weights (from the build records).")
+    parts.append(fig or _note("No build record has per-member weights (e.g. stacking schemes)."))
+    fig = _figure(d["figures"], "trajectory", "greedy selection trajectory",
+                  "Greedy (Caruana) selection: fit-split GAP after each step; the star marks the best step.")
+    parts.append(fig or _note("No build record has a selection trajectory (only Caruana-style schemes do)."))
+    return "".join(parts) + "</section>"
+
+
+def _diversity(d: dict) -> str:
+    parts = ['<section id="diversity"><h2>Member diversity</h2>']
+    div = d["diversity"]
+    if div is None:
+        parts.append(_note(_e(d["notes"].get("diversity", "not enough members"))))
+        return "".join(parts) + "</section>"
+    names = div["members"]
+    corr = div["correlation"]
+    off = [corr[i][j] for i in range(len(names)) for j in range(len(names)) if i != j and corr[i][j] is not None]
+    mean = sum(off) / len(off) if off else None
+    parts.append(_figure(d["figures"], "correlation", "correlation of member scores",
+                         f"Pearson correlation of the members' scores over the {_e(d['split'])} split's "
+                         f"candidate (video, label) pairs (union of their top-k lists; 0 where a member did "
+                         f"not propose the label). Mean off-diagonal: {_num(mean, 3)}. Lower means more "
+                         f"diverse members, which is what averaging profits from."))
+    parts.append(_figure(d["figures"], "loo", "leave-one-out",
+                         f"GAP of the uniform average without each member minus with all members "
+                         f"({_num(div['uniform_gap'])}). Negative (blue): the member helps; positive (red): "
+                         f"the average is better without it."))
+    return "".join(parts) + "</section>"
+
+
+def _size(d: dict) -> str:
+    parts = ['<section id="size"><h2>Ensemble size</h2>']
+    greedy = d["greedy"]
+    if not greedy:
+        parts.append(_note(_e(d["notes"].get("diversity", "not enough members"))))
+        return "".join(parts) + "</section>"
+    parts.append(_figure(d["figures"], "greedy", "ensemble size vs GAP",
+                         "Greedy forward order: at each step, the member whose addition helps the uniform "
+                         f"average most on the {_e(d['split'])} split (an optimistic, in-sample order)."))
+    rows, prev = [], None
+    for i, g in enumerate(greedy):
+        delta = None if prev is None else g["gap"] - prev
+        rows.append([str(i + 1), _e(g["member"]), _num(g["gap"]), _num(delta, signed=True)])
+        prev = g["gap"]
+    cells = [[None, None, None, _sign_class(g["gap"] - greedy[i - 1]["gap"]) if i else None]
+             for i, g in enumerate(greedy)]
+    parts.append(_table(["size", "member added", f"GAP@{d['k']}", "change"], rows, {0, 2, 3},
+                        cell_classes=cells))
+    return "".join(parts) + "</section>"
+
+
+def _classes(d: dict) -> str:
+    parts = ['<section id="classes"><h2>Per-class AP</h2>']
+    pc = d["per_class"]
+    if pc is None:
+        parts.append(_note(_e(d["notes"].get("per_class", "no per-class data"))))
+        return "".join(parts) + "</section>"
+    parts.append(_figure(d["figures"], "per_class", "per-class AP vs class frequency",
+                         f"AP@{d['k']} of each class against its number of positives in the split (log scale; "
+                         "points jittered slightly), with the mean per frequency bin. Rare classes are where "
+                         "models differ most."))
+    if "lost" not in pc:
+        parts.append(_note(_e(d["notes"].get("ensemble", "no ensemble store")) +
+                           ": the member-vs-ensemble class comparison is skipped."))
+        return "".join(parts) + "</section>"
+    m, e = pc["models"]
+    parts.append(f"<p>The ensemble <b>{_e(e)}</b> beats the best member <b>{_e(m)}</b> on "
+                 f"{_num(pc['better'])} classes, loses on {_num(pc['worse'])} and ties on {_num(pc['same'])} "
+                 f"(classes with a positive in the split).</p>")
+    if pc["lost"]:
+        rows = [[_num(r["class"]), _e(r["name"]), _e(r["vertical"]), _num(r["positives"]), _num(r["ap_member"], 3),
+                 _num(r["ap_ensemble"], 3), _num(r["delta"], 3, signed=True)] for r in pc["lost"]]
+        cells = [[None] * 6 + ["neg"] for _ in rows]
+        parts.append(f"<h3>Classes where the ensemble lost most against {_e(m)}</h3>")
+        parts.append(_table(["class", "name", "vertical", "positives", f"AP {_e(m)}", f"AP {_e(e)}", "change"],
+                            rows, {0, 3, 4, 5, 6}, cell_classes=cells))
+    else:
+        parts.append(_note("The ensemble loses on no class."))
+    return "".join(parts) + "</section>"
+
+
+def _calibration(d: dict) -> str:
+    parts = ['<section id="calibration"><h2>Precision-recall and calibration</h2>']
+    if not d["calibration"]:
+        parts.append(_note("no model to plot"))
+        return "".join(parts) + "</section>"
+    parts.append(_figure(d["figures"], "pr", "precision-recall curve",
+                         f"Precision vs recall along the pooled list behind GAP@{d['k']} (every video's top "
+                         f"{d['k']} labels sorted by score; recall counts all positive labels, so it stops "
+                         "below 1). GAP is the area under this curve."))
+    parts.append(_figure(d["figures"], "reliability", "reliability diagram",
+                         f"Reliability: pooled top-{d['k']} entries binned by predicted score; observed rate of "
+                         "true labels per bin (top) and the share of entries per bin (bottom). ECE: expected "
+                         "calibration error (entry-weighted mean gap to the diagonal)."))
+    rows = [[_e(n), _num(c["ece"])] for n, c in d["calibration"].items()]
+    parts.append(_table(["model", "ECE"], rows, {1}))
+    return "".join(parts) + "</section>"
+
+
+def _inputs(d: dict) -> str:
+    rows = [[_e(r["name"]), f'<span class="tag {r["kind"]}">{r["kind"]}</span>',
+             "<br>".join(f"<code>{_e(p)}</code>" for p in r["paths"])] for r in d["leaderboard"]]
+    parts = ['<section id="inputs"><h2>Inputs</h2>', _table(["model", "kind", "stores"], rows, set())]
+    if d["builds"]:
+        parts.append("<p>Build records: " + ", ".join(f"<code>{_e(b.get('record_path'))}</code>"
+                                                      for b in d["builds"].values()) + "</p>")
+    other = {k: v for k, v in d["notes"].items() if k not in ("alignment", "diversity", "per_class")}
+    parts += [_note(_e(v)) for v in other.values()]
+    return "".join(parts) + "</section>"
+
+
+def page(d: dict) -> str:
+    """The whole ``index.html`` for a summary dict (see :func:`reports.report.summary`)."""
+    nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in SECTIONS)
+    meta = (f"split <b>{_e(d['split'])}</b> &middot; {_num(d['n_videos'])} videos &middot; "
+            f"{_num(d['num_classes'])} classes &middot; {len(d['leaderboard'])} models &middot; "
+            f"GAP@{d['k']} &middot; generated {_e(d['created'])}")
+    body = "".join(f(d) for f in (_overview, _leaderboard, _builds, _diversity, _size, _classes, _calibration,
+                                  _inputs))
+    return ("<!DOCTYPE html>\n"
+            f'<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(d['title'])}</title><style>{CSS}</style></head><body>"
+            f"<header><h1>{_e(d['title'])}</h1><div class=\"meta\">{meta}</div></header>"
+            f"<nav>{nav}</nav><main>{body}</main>"
+            f"<footer>yt8m-ensembler report &middot; numbers in summary.json</footer></body></html>\n")
+
+
+def _md_escape(x) -> str:
+    return str(x).replace("|", "\\|")
+
+
+def markdown(d: dict) -> str:
+    """A short Markdown summary: data line, leaderboard, greedy order and the worst classes."""
+    k = d["k"]
+    out = [f"# {d['title']}", "",
+           f"Split `{d['split']}`: {d['n_videos']:,} videos, {d['num_classes']:,} classes, "
+           f"{d['n_positives']:,} positive labels; GAP@{k}.", "",
+           f"| # | model | kind | GAP@{k} | MAP | Hit@1 | PERR | cross-fitted |",
+           "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(d["leaderboard"]):
+        name = f"**{_md_escape(r['name'])}**" if i == 0 else _md_escape(r["name"])
+        out.append(f"| {i + 1} | {name} | {r['kind']} | {_num(r['gap'])} | {_num(r['map'])} | "
+                   f"{_num(r['hit1'])} | {_num(r['perr'])} | {_num(r['estimate'])} |")
+    best = d["best"]
+    out.append("")
+    if best["gain_over_best_member"] is not None:
+        out.append(f"Best ensemble `{best['ensemble']}` vs best member `{best['member']}`: "
+                   f"{_num(best['gain_over_best_member'], signed=True)} GAP.")
+    if d["greedy"]:
+        top = max(range(len(d["greedy"])), key=lambda i: d["greedy"][i]["gap"])
+        order = ", ".join(f"{g['member']} ({_num(g['gap'])})" for g in d["greedy"])
+        out.append(f"Greedy forward order (uniform average GAP): {order}; best size {top + 1}.")
+    pc = d["per_class"]
+    if pc and pc.get("lost"):
+        out += ["", f"Classes where `{pc['models'][1]}` lost most vs `{pc['models'][0]}`:", "",
+                "| class | name | vertical | positives | change |", "|---:|---|---|---:|---:|"]
+        out += [f"| {r['class']} | {_md_escape(r['name'])} | {_md_escape(r['vertical'])} | {r['positives']} | "
+                f"{_num(r['delta'], 3, signed=True)} |" for r in pc["lost"][:10]]
+    for key, note in d["notes"].items():
+        out.append(f"\nNote ({key}): {note}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,501 @@
+"""``write_report``: an offline HTML report comparing ensemble members and ensembles on one split.
+
+Inputs are the same stores and labels the ``ensemble`` command uses, plus the
+build records (``<name>.build.json``) that ``ensemble build`` writes. A store
+whose metadata ``extra`` has an ``"ensemble"`` entry is an *ensemble*; every
+other store is a *member* (a model's crops are folded into one member, as in
+``ensemble build``).
+
+The report directory holds ``index.html`` (self-contained: inline CSS, PNG
+figures referenced by relative name, opens from disk with no network),
+the figures, ``summary.json`` (every number shown) and ``summary.md``. It is
+written into a temporary directory beside the target and renamed into place,
+so a failed run leaves no partial report (and keeps a previous one intact).
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ensembler.candidates import DEFAULT_K_FULL, Candidates
+from ensembler.evaluate import find_labels
+from ensembler.members import Member, align_members, discover, read_members
+from predictions import metrics
+from predictions.align import align_labels
+from predictions.errors import InputError
+from predictions.store import expand_paths
+from predictions.types import Labels, Predictions
+
+from . import html, plots
+from .vocabulary import describe_classes, load_vocabulary
+
+__all__ = ["write_report", "Model", "collect", "load_builds"]
+
+N_LOST = 15          # rows of the "ensemble lost most" table
+CALIBRATION_BINS = 10
+
+
+@dataclass
+class Model:
+    """One leaderboard row: a member or an ensemble, with its predictions on the report's videos.
+
+    ``metrics``: dict gap/map/hit1/perr/n/k of :func:`predictions.metrics.evaluate`.
+    ``estimate``: the cross-fitted GAP estimate from the model's build record, or None.
+    """
+
+    name: str
+    kind: str                      # "member" or "ensemble"
+    pred: Predictions
+    metrics: dict
+    paths: list[str]
+    scheme: str | None = None
+    estimate: float | None = None
+
+    def row(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "scheme": self.scheme, **self.metrics,
+                "estimate": self.estimate, "paths": self.paths}
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows, computed once (numbers only; no drawing)."""
+
+    split: str
+    k: int
+    n_videos: int
+    num_classes: int
+    n_positives: int
+    models: list[Model]
+    builds: dict
+    notes: dict = field(default_factory=dict)
+    diversity: dict | None = None
+    greedy: list[dict] | None = None
+    per_class: dict | None = None
+    curves: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- inputs
+def load_builds(patterns) -> dict[str, dict]:
+    """``{name: record}`` from build records: JSON files, directories (``*.build.json``) or globs."""
+    if not patterns:
+        return {}
+    out: dict[str, dict] = {}
+    for path in expand_paths(patterns, suffix=".build.json"):
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"not a readable build record ({' '.join(str(err).split())})", path) from None
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+            raise InputError("not a build record: expected a JSON object with a 'name'", path)
+        if record["name"] in out:
+            raise InputError(f"two build records named {record['name']!r}", path)
+        record["record_path"] = str(path)
+        out[record["name"]] = record
+    return out
+
+
+def _labels_for(labels, split: str) -> Labels:
+    if isinstance(labels, Labels):
+        return labels
+    found = find_labels(labels)
+    if split not in found:
+        raise InputError(f"no labels file for split {split!r} (labels.{split}.h5); found: "
+                         f"{', '.join(sorted(found)) or 'none'}")
+    return found[split]
+
+
+def _vocabulary(vocabulary):
+    if vocabulary is None or isinstance(vocabulary, pd.DataFrame):
+        return vocabulary
+    return load_vocabulary(vocabulary)
+
+
+def _is_ensemble(member: Member) -> bool:
+    return any("ensemble" in r.meta.extra for r in member.readers)
+
+
+def _scheme(member: Member) -> str | None:
+    for r in member.readers:
+        ens = r.meta.extra.get("ensemble")
+        if isinstance(ens, dict):
+            return ens.get("scheme")
+    return None
+
+
+def _estimate(record: dict | None) -> float | None:
+    try:
+        value = record["crossfit"]["estimate"]
+    except (TypeError, KeyError):
+        return None
+    return float(value) if isinstance(value, numbers.Real) else None
+
+
+# --------------------------------------------------------------------------- analysis
+def collect(members, labels, *, split: str = "eval", builds=(), k: int = 20) -> tuple[Analysis, Labels]:
+    """Read the split's stores and labels and score every model; return the analysis and aligned labels."""
+    by_split = discover(members)
+    if split not in by_split:
+        raise InputError(f"no predictions store for split {split!r}; splits found: "
+                         f"{', '.join(sorted(by_split)) or 'none'}")
+    found = by_split[split]
+    truth = _labels_for(labels, split)
+    records = load_builds(builds)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        alignment = align_members(found, allow_mixed_k=True)
+    notes = {}
+    if caught:
+        notes["alignment"] = str(caught[-1].message)
+    counts = truth.counts()
+    member_k = max(k, DEFAULT_K_FULL, int(counts.max()) if len(counts) else 1)
+    preds = read_members(found, alignment, member_k=member_k)
+    truth = align_labels(truth, alignment.ids)
+    if len(truth.indices) == 0:
+        raise InputError(f"the labels of split {split!r} have no positive label: nothing to score")
+    models = []
+    for member, pred in zip(found, preds):
+        ens = _is_ensemble(member)
+        models.append(Model(name=member.name, kind="ensemble" if ens else "member", pred=pred,
+                            metrics=metrics.evaluate(pred, truth, k=k), paths=member.paths,
+                            scheme=_scheme(member) if ens else None,
+                            estimate=_estimate(records.get(member.name)) if ens else None))
+    models.sort(key=lambda m: (-m.metrics["gap"], m.name))
+    return Analysis(split=split, k=k, n_videos=len(truth), num_classes=truth.num_classes,
+                    n_positives=int(len(truth.indices)), models=models, builds=records, notes=notes), truth
+
+
+def _uniform_gap(cands: Candidates, cols, y: np.ndarray, n_pos: int, k: int) -> float:
+    """GAP@k of the uniform average of members ``cols`` over the candidates any of them proposes."""
+    cols = np.asarray(cols, dtype=np.int64)
+    mask = cands.present[:, cols].any(axis=1)
+    score = cands.scores[:, cols].mean(axis=1, dtype=np.float64)
+    return metrics.gap_pooled(cands.row[mask], score[mask], y[mask], n_pos, k=k)
+
+
+def diversity(cands: Candidates, truth: Labels, k: int) -> tuple[dict, list[dict]]:
+    """Correlation of members' candidate scores, leave-one-out deltas and the greedy forward order.
+
+    Returns ``(diversity, greedy)``: diversity has ``members``, ``correlation``
+    (M, M) Pearson over the (R,) candidate scores (0 where a member did not
+    propose the label), ``uniform_gap`` and ``loo`` {member: GAP without it
+    minus GAP with all}; greedy is a list of ``{"member", "gap"}``, the member
+    added at each step and the uniform average's GAP after adding it.
+    """
+    names = list(cands.members)
+    M = len(names)
+    y = cands.targets(truth)
+    n_pos = int(len(truth.indices))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(cands.scores.T.astype(np.float64)) if len(cands) > 1 else np.eye(M)
+    corr = np.atleast_2d(corr)
+    all_gap = _uniform_gap(cands, range(M), y, n_pos, k)
+    loo = {names[j]: _uniform_gap(cands, [i for i in range(M) if i != j], y, n_pos, k) - all_gap
+           for j in range(M)} if M > 1 else {}
+    chosen: list[int] = []
+    order = []
+    remaining = list(range(M))
+    while remaining:
+        gaps = [_uniform_gap(cands, chosen + [j], y, n_pos, k) for j in remaining]
+        best = int(np.argmax(gaps))
+        chosen.append(remaining.pop(best))
+        order.append({"member": names[chosen[-1]], "gap": float(gaps[best])})
+    return {"members": names, "correlation": corr.tolist(), "uniform_gap": all_gap, "loo": loo}, order
+
+
+def calibration(pred: Predictions, truth: Labels, k: int, bins: int = CALIBRATION_BINS) -> dict:
+    """Reliability over the pooled top-``k`` entries: per equal-width score bin on [0, 1].
+
+    Returns ``edges`` (bins + 1,), per bin ``count``, ``mean_pred`` (mean score),
+    ``observed`` (fraction of entries that are true labels; NaN for empty
+    bins), and ``ece`` = sum over bins of count/N * |mean_pred - observed|.
+    """
+    top = pred.topk(k)
+    n, width = top.scores.shape
+    rows = np.repeat(np.arange(n, dtype=np.int64), width)
+    s = np.asarray(top.scores, dtype=np.float64).ravel()
+    pos = truth.is_positive(rows, top.indices.ravel()).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    b = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
+    count = np.bincount(b, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.bincount(b, weights=s, minlength=bins) / count
+        observed = np.bincount(b, weights=pos, minlength=bins) / count
+    ok = count > 0
+    ece = float(np.sum(count[ok] / count.sum() * np.abs(mean_pred[ok] - observed[ok]))) if ok.any() else 0.0
+    return {"edges": edges.tolist(), "count": count.tolist(), "mean_pred": mean_pred.tolist(),
+            "observed": observed.tolist(), "ece": ece}
+
+
+def per_class_compare(best_member: Model, best_ensemble: Model | None, truth: Labels, k: int,
+                      vocab) -> dict:
+    """Per-class AP of the best member (and best ensemble), and the classes the ensemble lost most on."""
+    freq = np.bincount(truth.indices, minlength=truth.num_classes)
+    out = {"frequency": freq, "ap": {best_member.name: metrics.per_class_ap(best_member.pred, truth, k)}}
+    if best_ensemble is None:
+        return out
+    ap_m = out["ap"][best_member.name]
+    ap_e = out["ap"][best_ensemble.name] = metrics.per_class_ap(best_ensemble.pred, truth, k)
+    delta = ap_e - ap_m
+    has = ~np.isnan(delta)
+    out["better"] = int(np.sum(delta[has] > 0))
+    out["worse"] = int(np.sum(delta[has] < 0))
+    out["same"] = int(np.sum(delta[has] == 0))
+    cls = np.flatnonzero(has & (delta < 0))
+    cls = cls[np.lexsort((cls, delta[cls]))][:N_LOST]
+    names, verticals = describe_classes(vocab, cls)
+    out["lost"] = [{"class": int(c), "name": nm, "vertical": v, "positives": int(freq[c]),
+                    "ap_member": float(ap_m[c]), "ap_ensemble": float(ap_e[c]), "delta": float(delta[c])}
+                   for c, nm, v in zip(cls, names, verticals)]
+    return out
+
+
+def analyse(members, labels, *, split: str = "eval", builds=(), vocabulary=None, k: int = 20,
+            progress: bool = False) -> Analysis:
+    """Compute every number of the report (see :func:`write_report`)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    k = int(k)
+    vocab = _vocabulary(vocabulary)
+    bar = tqdm(total=5, desc="report", unit="step", disable=not progress)
+    try:
+        bar.set_postfix_str("scoring")
+        analysis, truth = collect(members, labels, split=split, builds=builds, k=k)
+        bar.update()
+        base = [m for m in analysis.models if m.kind == "member"]
+        ens = [m for m in analysis.models if m.kind == "ensemble"]
+        if not ens:
+            analysis.notes["ensemble"] = (f"no ensemble store for split {split!r} (a store whose metadata "
+                                          f"has extra.ensemble, as written by 'ensemble build')")
+        bar.set_postfix_str("diversity")
+        if len(base) >= 2:
+            names = [m.name for m in sorted(base, key=lambda m: m.name)]
+            by_name = {m.name: m for m in base}
+            cands = Candidates.from_members([by_name[n].pred for n in names], names)
+            analysis.diversity, analysis.greedy = diversity(cands, truth, k)
+            del cands
+        else:
+            analysis.notes["diversity"] = (f"{len(base)} member{'s' if len(base) != 1 else ''} "
+                                           f"(not counting ensembles): diversity needs at least 2")
+        bar.update()
+        bar.set_postfix_str("per-class AP")
+        if base:
+            analysis.per_class = per_class_compare(base[0], ens[0] if ens else None, truth, k, vocab)
+        else:
+            analysis.notes["per_class"] = "no member store (only ensembles): nothing to compare"
+        bar.update()
+        bar.set_postfix_str("curves")
+        shown = ([base[0]] if base else []) + ([ens[0]] if ens else [])
+        for m in shown:
+            prec, rec = metrics.precision_recall_curve(m.pred, truth, k=k)
+            analysis.curves[m.name] = (prec, rec, m.metrics["gap"])
+            analysis.calibration[m.name] = calibration(m.pred, truth, k)
+        bar.update()
+    finally:
+        bar.close()
+    return analysis
+
+
+# --------------------------------------------------------------------------- output
+def _weights(builds: dict) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, rec in builds.items():
+        w = (rec.get("fitted") or {}).get("weights") if isinstance(rec.get("fitted"), dict) else None
+        if isinstance(w, dict) and w and all(isinstance(v, numbers.Real) for v in w.values()):
+            out[name] = {str(m): float(v) for m, v in w.items()}
+    return out
+
+
+def _trajectory(entries) -> tuple[list[float], list | None] | None:
+    """Scores (and the member added) per step from a build record's ``fitted.trajectory``."""
+    if not isinstance(entries, list) or not entries:
+        return None
+    scores, labels = [], []
+    for e in entries:
+        if isinstance(e, numbers.Real):
+            scores.append(float(e))
+            labels.append(None)
+        elif isinstance(e, dict):
+            v = next((e[key] for key in ("score", "gap", "value") if isinstance(e.get(key), numbers.Real)), None)
+            if v is None:
+                return None
+            scores.append(float(v))
+            labels.append(next((e[key] for key in ("member", "added", "name") if key in e), None))
+        elif isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[1], numbers.Real):
+            labels.append(e[0])
+            scores.append(float(e[1]))
+        else:
+            return None
+    return scores, (labels if any(l is not None for l in labels) else None)
+
+
+def _draw(analysis: Analysis, out: Path) -> dict[str, str]:
+    """Draw every figure that has data into ``out``; {figure key: file name}."""
+    figs: dict[str, str] = {}
+    models = analysis.models
+    figs["leaderboard"] = plots.leaderboard(
+        out / "leaderboard.png", [m.name for m in models], [m.metrics["gap"] for m in models],
+        [m.kind == "ensemble" for m in models], [m.estimate for m in models]).name
+    weights = _weights(analysis.builds)
+    if weights:
+        members = list(dict.fromkeys(n for w in weights.values() for n in w))
+        figs["weights"] = plots.weights(out / "weights.png", members, weights).name
+    curves = {}
+    for name, rec in analysis.builds.items():
+        traj = _trajectory((rec.get("fitted") or {}).get("trajectory") if isinstance(rec.get("fitted"), dict)
+                           else None)
+        if traj is not None:
+            curves[name] = traj
+    if curves:
+        figs["trajectory"] = plots.trajectory(out / "trajectory.png", curves).name
+    if analysis.diversity is not None:
+        d = analysis.diversity
+        figs["correlation"] = plots.correlation(out / "correlation.png", d["members"], d["correlation"]).name
+        figs["loo"] = plots.leave_one_out(out / "leave_one_out.png", list(d["loo"]), list(d["loo"].values())).name
+        refs = {}
+        base = [m for m in models if m.kind == "member"]
+        ens = [m for m in models if m.kind == "ensemble"]
+        if base:
+            refs[f"best member ({base[0].name})"] = base[0].metrics["gap"]
+        if ens:
+            refs[f"best ensemble ({ens[0].name})"] = ens[0].metrics["gap"]
+        figs["greedy"] = plots.greedy(out / "ensemble_size.png", [g["member"] for g in analysis.greedy],
+                                      [g["gap"] for g in analysis.greedy], refs).name
+    if analysis.per_class is not None:
+        figs["per_class"] = plots.per_class(out / "per_class_ap.png", analysis.per_class["frequency"],
+                                            analysis.per_class["ap"]).name
+    if analysis.curves:
+        figs["pr"] = plots.precision_recall(out / "precision_recall.png", analysis.curves).name
+        figs["reliability"] = plots.reliability(out / "reliability.png", analysis.calibration).name
+    return figs
+
+
+def _clean(x):
+    """JSON-ready copy: numpy -> Python, NaN/inf -> None."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def summary(analysis: Analysis, figures: dict, title: str) -> dict:
+    """The report's numbers as a JSON-ready dict (what summary.json holds)."""
+    builds = {}
+    for name, rec in analysis.builds.items():
+        cf = rec.get("crossfit") if isinstance(rec.get("crossfit"), dict) else {}
+        builds[name] = {"scheme": rec.get("scheme"), "fit_split": rec.get("fit_split"),
+                        "members": [m.get("name") if isinstance(m, dict) else m for m in rec.get("members", [])],
+                        "best_single": rec.get("best_single"), "uniform_gap": rec.get("uniform_gap"),
+                        "crossfit_estimate": _estimate(rec), "n_folds": cf.get("n_folds"),
+                        "fold_scores": cf.get("fold_scores"), "weights": _weights({name: rec}).get(name),
+                        "record_path": rec.get("record_path")}
+    pc = None
+    if analysis.per_class is not None:
+        pc = {key: analysis.per_class[key] for key in ("better", "worse", "same", "lost") if key in analysis.per_class}
+        pc["models"] = list(analysis.per_class["ap"])
+        pc["map"] = {n: float(np.nanmean(ap)) for n, ap in analysis.per_class["ap"].items()}
+    base = [m for m in analysis.models if m.kind == "member"]
+    ens = [m for m in analysis.models if m.kind == "ensemble"]
+    return _clean({
+        "title": title, "split": analysis.split, "k": analysis.k, "n_videos": analysis.n_videos,
+        "num_classes": analysis.num_classes, "n_positives": analysis.n_positives,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "leaderboard": [m.row() for m in analysis.models],
+        "best": {"model": analysis.models[0].name if analysis.models else None,
+                 "member": base[0].name if base else None, "ensemble": ens[0].name if ens else None,
+                 "gain_over_best_member": (ens[0].metrics["gap"] - base[0].metrics["gap"]) if ens and base
+                 else None},
+        "builds": builds, "diversity": analysis.diversity, "greedy": analysis.greedy, "per_class": pc,
+        "calibration": {n: {"ece": c["ece"], "bins": {key: c[key] for key in ("edges", "count", "mean_pred",
+                                                                              "observed")}}
+                        for n, c in analysis.calibration.items()},
+        "figures": figures, "notes": analysis.notes,
+    })
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move the finished ``tmp`` directory onto ``target`` (a previous report there is replaced)."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old", dir=target.parent))
+    old.rmdir()
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_target(out_dir: Path) -> None:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InputError("exists and is not a directory (the report is a directory)", out_dir)
+        entries = [p.name for p in out_dir.iterdir()]
+        if entries and "summary.json" not in entries:
+            raise InputError("directory exists and is not a previous report (no summary.json); refusing "
+                             "to replace it", out_dir)
+
+
+def write_report(out_dir, *, members, labels, split: str = "eval", builds=(), vocabulary=None, k: int = 20,
+                 title: str | None = None, progress: bool = False) -> Path:
+    """Write a self-contained HTML report comparing members and ensembles on ``split``; return index.html.
+
+    Parameters
+    ----------
+    out_dir : report directory to create (or a previous report to replace, atomically).
+    members : prediction stores (files, directories or globs), members and
+        ensembles together, as for ``ensemble build --members``.
+    labels : labels files ``labels.<split>.h5`` (files, directories or globs), or a Labels object.
+    split : the split to report on (its stores and labels are used).
+    builds : build records ``<name>.build.json`` (files, directories or globs).
+    vocabulary : a vocabulary file (see :func:`reports.vocabulary.load_vocabulary`),
+        an already loaded vocabulary DataFrame, or None.
+    k : GAP@k and the top-k of every per-class / calibration figure.
+    title : page title (default "Ensemble report: <split>").
+    progress : show a progress bar on stderr.
+
+    Every bad input is an InputError with a one-line message; nothing is left
+    at ``out_dir`` then.
+    """
+    out_dir = Path(out_dir)
+    _check_target(out_dir)
+    title = title or f"Ensemble report: {split}"
+    analysis = analyse(members, labels, split=split, builds=builds, vocabulary=vocabulary, k=k, progress=progress)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))
+    try:
+        figures = _draw(analysis, tmp)
+        data = summary(analysis, figures, title)
+        (tmp / "summary.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+        (tmp / "summary.md").write_text(html.markdown(data), encoding="utf-8")
+        (tmp / "index.html").write_text(html.page(data), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir / "index.html"

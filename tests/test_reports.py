@@ -1,0 +1,276 @@
+"""Tests of reports/: the HTML report (write_report) and the vocabulary loader."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from predictions import metrics
+from predictions.errors import InputError
+from predictions.labels import write_labels
+from predictions.store import write_store
+from predictions.types import Labels, Predictions
+from reports import load_vocabulary, write_report
+from reports.report import calibration
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+VOCAB = DATA / "yt8m-vocabulary"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+N, C, K = 300, 40, 20
+NOISE = {"good": 0.5, "fair": 0.8, "poor": 1.3}
+
+
+def _make_labels(rng) -> Labels:
+    freq = np.geomspace(0.25, 0.005, C)  # skewed class frequencies
+    dense = rng.random((N, C)) < freq
+    dense[np.arange(N), rng.integers(0, C, N)] = True  # every video has a positive
+    ids = np.array([f"v{i:04d}" for i in range(N)])
+    return Labels.from_lists(ids, [np.flatnonzero(r) for r in dense], C)
+
+
+def _member(rng, truth: Labels, noise: float, seed_shift: int) -> Predictions:
+    dense = truth.dense().astype(np.float32)
+    s = 0.3 * dense + noise * rng.random((N, C)).astype(np.float32) + 0.01 * seed_shift
+    s = np.clip(s / s.max(), 0, 1).astype(np.float32)
+    return Predictions.from_dense(truth.ids, s, k=K)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    stores = root / "stores"
+    stores.mkdir()
+    rng = np.random.default_rng(0)
+    truth = _make_labels(rng)
+    write_labels(root / "labels.eval.h5", truth, split="eval")
+    preds = {}
+    for i, (name, noise) in enumerate(NOISE.items()):
+        preds[name] = _member(rng, truth, noise, i)
+        write_store(stores / f"{name}.eval.full.h5", preds[name], model=name, split="eval")
+    avg = np.mean([p.dense() for p in preds.values()], axis=0)
+    preds["ens-uniform"] = Predictions.from_dense(truth.ids, avg, k=K)
+    write_store(stores / "ens-uniform.eval.full.h5", preds["ens-uniform"], model="ens-uniform", split="eval",
+                extra={"ensemble": {"scheme": "uniform", "members": list(NOISE)}})
+    record = {"scheme": "caruana", "name": "ens-uniform", "fit_split": "heldout",
+              "members": [{"name": n, "paths": [str(stores / f"{n}.heldout.full.h5")]} for n in NOISE],
+              "member_gap": {"good": 0.8, "fair": 0.7, "poor": 0.5}, "best_single": ["good", 0.8],
+              "uniform_gap": 0.81, "crossfit": {"n_folds": 5, "fold_scores": [0.8, 0.82, 0.81, 0.79, 0.83],
+                                                "estimate": 0.81},
+              "fitted": {"weights": {"good": 0.5, "fair": 0.3, "poor": 0.2},
+                         "trajectory": [{"member": "good", "score": 0.8}, {"member": "fair", "score": 0.81},
+                                        {"member": "good", "score": 0.815}]},
+              "outputs": {"eval": str(stores / "ens-uniform.eval.full.h5")}, "scores": {}}
+    (stores / "ens-uniform.build.json").write_text(json.dumps(record))
+    out = root / "report"
+    index = write_report(out, members=[stores], labels=[root / "labels.eval.h5"], split="eval",
+                         builds=[stores], vocabulary=None, k=K, title="Test report")
+    return dict(root=root, stores=stores, truth=truth, preds=preds, out=out, index=index,
+                summary=json.loads((out / "summary.json").read_text()))
+
+
+def _img_sources(html: str) -> list[str]:
+    return re.findall(r'<img[^>]*\bsrc="([^"]+)"', html)
+
+
+def test_report_files_and_images(setup):
+    index = setup["index"]
+    assert index == setup["out"] / "index.html" and index.is_file()
+    html = index.read_text()
+    srcs = _img_sources(html)
+    assert len(srcs) >= 8  # leaderboard, weights, trajectory, correlation, loo, size, per-class, pr, reliability
+    for src in srcs:
+        assert "/" not in src and not src.startswith("http")
+        data = (setup["out"] / src).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 2000
+    # self-contained: no external resources, no script
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert (setup["out"] / "summary.md").read_text().startswith("# Test report")
+    # no temporary directory left beside the report
+    assert sorted(p.name for p in setup["root"].iterdir() if p.name.startswith(".")) == []
+
+
+def test_leaderboard_sorted_and_exact(setup):
+    s, truth = setup["summary"], setup["truth"]
+    lb = s["leaderboard"]
+    assert [r["name"] for r in lb] == sorted((r["name"] for r in lb), key=lambda n: -next(
+        x["gap"] for x in lb if x["name"] == n))
+    gaps = [r["gap"] for r in lb]
+    assert gaps == sorted(gaps, reverse=True)
+    assert {r["name"] for r in lb} == set(setup["preds"])
+    for r in lb:
+        direct = metrics.evaluate(setup["preds"][r["name"]], truth, k=K)
+        for key in ("gap", "map", "hit1", "perr"):
+            assert r[key] == pytest.approx(direct[key], abs=1e-12), (r["name"], key)
+        assert r["n"] == N
+    # member quality ordering holds, the ensemble is flagged and carries the build's estimate
+    by = {r["name"]: r for r in lb}
+    assert by["good"]["gap"] > by["fair"]["gap"] > by["poor"]["gap"]
+    assert by["ens-uniform"]["kind"] == "ensemble" and by["ens-uniform"]["estimate"] == pytest.approx(0.81)
+    assert by["good"]["kind"] == "member" and by["good"]["estimate"] is None
+    assert s["best"]["member"] == "good" and s["best"]["ensemble"] == "ens-uniform"
+    assert s["best"]["model"] == lb[0]["name"]
+    assert 'class="best"' in setup["index"].read_text()
+
+
+def test_diversity_and_greedy(setup):
+    s = setup["summary"]
+    div = s["diversity"]
+    assert div["members"] == ["fair", "good", "poor"]
+    corr = np.array(div["correlation"])
+    assert corr.shape == (3, 3) and np.allclose(np.diag(corr), 1) and np.allclose(corr, corr.T)
+    # uniform average of the three members over the union of their top-20 = GAP of the dense average's top 20
+    truth = setup["truth"]
+    assert div["uniform_gap"] == pytest.approx(metrics.gap(setup["preds"]["ens-uniform"], truth, K), abs=1e-5)
+    # leave-one-out: GAP without "poor" = GAP of the average of good and fair
+    without_poor = Predictions.from_dense(truth.ids, (setup["preds"]["good"].dense()
+                                                      + setup["preds"]["fair"].dense()) / 2, k=K)
+    assert div["loo"]["poor"] == pytest.approx(metrics.gap(without_poor, truth, K) - div["uniform_gap"], abs=1e-6)
+    greedy = s["greedy"]
+    assert [g["member"] for g in greedy][0] == "good"  # best single member first
+    assert greedy[0]["gap"] == pytest.approx(metrics.gap(setup["preds"]["good"], truth, K), abs=1e-12)
+    assert sorted(g["member"] for g in greedy) == ["fair", "good", "poor"]
+    assert greedy[-1]["gap"] == pytest.approx(div["uniform_gap"], abs=1e-12)
+
+
+def test_per_class_and_calibration(setup):
+    s, truth = setup["summary"], setup["truth"]
+    pc = s["per_class"]
+    assert pc["models"] == ["good", "ens-uniform"]
+    ap_m = metrics.per_class_ap(setup["preds"]["good"], truth, K)
+    ap_e = metrics.per_class_ap(setup["preds"]["ens-uniform"], truth, K)
+    delta = ap_e - ap_m
+    assert pc["worse"] == int(np.sum(delta < 0)) and pc["better"] == int(np.sum(delta > 0))
+    lost = pc["lost"]
+    assert [r["delta"] for r in lost] == sorted(r["delta"] for r in lost)
+    if lost:
+        assert lost[0]["delta"] == pytest.approx(np.nanmin(delta))
+        assert lost[0]["name"] == f"class {lost[0]['class']}"  # no vocabulary given
+    cal = s["calibration"]
+    assert set(cal) == {"good", "ens-uniform"}
+    bins = cal["good"]["bins"]
+    assert sum(bins["count"]) == N * K
+
+
+def test_calibration_hand_computed():
+    # 2 videos, C=3, top-2: entries (0.95, pos), (0.15, neg), (0.55, pos), (0.45, neg)
+    pred = Predictions(np.array(["a", "b"]), np.array([[0.95, 0.15], [0.55, 0.45]], np.float32),
+                       np.array([[0, 1], [2, 0]], np.int32), 3)
+    truth = Labels.from_lists(["a", "b"], [[0], [2]], 3)
+    c = calibration(pred, truth, k=2, bins=2)
+    assert c["count"] == [2, 2]
+    assert c["mean_pred"] == pytest.approx([0.30, 0.75])
+    assert c["observed"] == pytest.approx([0.0, 0.5])
+    assert c["ece"] == pytest.approx(0.5 * 0.30 + 0.5 * 0.25)
+
+
+def test_single_member_no_build(tmp_path, setup):
+    """One member, no ensemble, no build record, a vocabulary: sections are skipped with notes."""
+    stores = tmp_path / "s"
+    stores.mkdir()
+    shutil.copy(setup["stores"] / "good.eval.full.h5", stores)
+    vocab = tmp_path / "vocabulary.csv"
+    vocab.write_text("Index,Name,Vertical1\n" + "".join(f"{i},Label {i},V{i % 3}\n" for i in range(C)))
+    index = write_report(tmp_path / "r", members=[stores], labels=setup["truth"], split="eval", vocabulary=vocab)
+    html = index.read_text()
+    for src in _img_sources(html):
+        assert (tmp_path / "r" / src).read_bytes()[:8] == PNG_MAGIC
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert [r["name"] for r in s["leaderboard"]] == ["good"]
+    assert s["diversity"] is None and s["greedy"] is None and s["builds"] == {}
+    assert "diversity" in s["notes"] and "ensemble" in s["notes"]
+    assert "No build record given" in html and 'class="note"' in html
+    # a second run replaces the previous report atomically
+    index2 = write_report(tmp_path / "r", members=[stores], labels=setup["truth"], split="eval")
+    assert index2.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["r", "s", "vocabulary.csv"]
+
+
+def test_bad_inputs_leave_nothing(tmp_path, setup):
+    out = tmp_path / "r"
+    with pytest.raises(InputError, match="split 'test'"):
+        write_report(out, members=[setup["stores"]], labels=[setup["root"] / "labels.eval.h5"], split="test")
+    with pytest.raises(InputError, match="k must be"):
+        write_report(out, members=[setup["stores"]], labels=setup["truth"], k=0)
+    bad = tmp_path / "bad.build.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="bad.build.json"):
+        write_report(out, members=[setup["stores"]], labels=setup["truth"], builds=[bad])
+    assert list(tmp_path.iterdir()) == [bad]
+    # refuses to replace a directory that is not a report
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    with pytest.raises(InputError, match="not a previous report"):
+        write_report(other, members=[setup["stores"]], labels=setup["truth"])
+    assert (other / "keep.txt").exists()
+
+
+# --------------------------------------------------------------------------- vocabulary
+def test_vocabulary_formats(tmp_path):
+    gen = tmp_path / "vocabulary.csv"
+    gen.write_text("Index,Name,Vertical1\n1,Car,Autos\n0,Game,Games\n")
+    v = load_vocabulary(gen)
+    assert v.index.tolist() == [0, 1] and v["name"].tolist() == ["Game", "Car"]
+    assert v["vertical"].tolist() == ["Games", "Autos"]
+    names = tmp_path / "label_names.csv"
+    names.write_text("label_id,label_name\n0,Game\n1,Car\n")
+    tsv = tmp_path / "vert.tsv"
+    tsv.write_text("0\t3\n1\t0\n")
+    v = load_vocabulary(names, verticals=tsv)
+    assert v["vertical"].tolist() == ["vertical 3", "vertical 0"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="bad.csv: unknown vocabulary format"):
+        load_vocabulary(bad)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("Index,Name\n0,a\n0,b\n")
+    with pytest.raises(InputError, match="appears twice"):
+        load_vocabulary(dup)
+    with pytest.raises(InputError, match="file not found"):
+        load_vocabulary(tmp_path / "missing.csv")
+
+
+def test_vocabulary_real_files():
+    if not (VOCAB / "vocabulary_2018_3862.csv").exists():
+        pytest.skip(f"real vocabulary files not found in {VOCAB}")
+    v = load_vocabulary(VOCAB / "vocabulary_2018_3862.csv")
+    assert len(v) == 3862 and v.index.tolist() == list(range(3862))
+    assert v.loc[0, "name"] == "Game" and v.loc[0, "vertical"] == "Games"
+    assert v.loc[0, "train_count"] == 788288
+    n = load_vocabulary(VOCAB / "label_names_2018_3862.csv")
+    assert len(n) == 3862 and (n["name"] == v["name"]).mean() > 0.99
+    old = load_vocabulary(VOCAB / "label_names_2017_4716.csv", verticals=VOCAB / "vertical_2017_4716.tsv")
+    assert len(old) == 4716 and old.loc[0, "name"] == "Games" and old.loc[0, "vertical"] == "vertical 0"
+    assert old["vertical"].nunique() == 25
+
+
+# --------------------------------------------------------------------------- rendering
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.slow
+def test_renders_in_headless_chromium(setup, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium binary (Debian: apt-get install chromium)")
+    shot = tmp_path / "page.png"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,6000",
+           f"--screenshot={shot}", setup["index"].as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    assert shot.exists() and shot.read_bytes()[:8] == PNG_MAGIC
+    import matplotlib.image as mpimg
+    img = mpimg.imread(shot)
+    assert img.shape[1] == 1280
+    # the page is not blank: the dark header and the figures give many distinct colours
+    assert len(np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3)[::97], axis=0)) > 50
