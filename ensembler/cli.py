@@ -1,4 +1,4 @@
-"""The ``ensemble`` command line: build, evaluate, submit, import, schemes.
+"""The ``ensemble`` command line: build, evaluate, submit, import, report, schemes.
 
 Exit codes: 0 success, 1 bad input (one line on stderr, no traceback), 2 usage.
 """
@@ -85,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--classes", type=int, default=3862, help="number of classes (default 3862)")
     i.add_argument("--out", required=True, help="directory (writes <model>.<split>.full.h5) or .h5 file")
 
+    r = add("report", "write an HTML evaluation report (leaderboard, weights, diversity, per-class AP, plots)",
+            "example:\n  ensemble report --members runs/demo/predictions --labels runs/demo/labels --split eval \\\n"
+            "      --builds runs/demo/predictions --vocabulary runs/demo/data/vocabulary.csv --out runs/demo/report")
+    r.add_argument("--members", nargs="+", required=True, help="stores (members and ensembles): files, dirs or globs")
+    r.add_argument("--labels", nargs="+", required=True, help="labels files labels.<split>.h5")
+    r.add_argument("--split", default="eval", help="split to report on (default eval)")
+    r.add_argument("--builds", nargs="*", help="build records (*.build.json): files, dirs or globs")
+    r.add_argument("--vocabulary", help="vocabulary CSV for label names and verticals")
+    r.add_argument("--k", type=int, default=20, help="GAP@k (default 20)")
+    r.add_argument("--title", help="report title")
+    r.add_argument("--out", required=True, help="report directory to write (replaced atomically)")
+
     add("schemes", "list the ensembling schemes", "example:\n  ensemble schemes")
     return p
 
@@ -159,6 +171,15 @@ def _cmd_import(args) -> dict:
     return {"out": str(path), "videos": len(pred), "k": pred.k}
 
 
+def _cmd_report(args) -> dict:
+    from reports import write_report
+    index = write_report(args.out, members=args.members, labels=args.labels, split=args.split,
+                         builds=args.builds or (), vocabulary=args.vocabulary, k=args.k, title=args.title,
+                         progress=not (args.quiet or args.json))
+    _say(args, f"wrote {index}")
+    return {"index": str(index)}
+
+
 def _cmd_schemes(args) -> list:
     from .base import _COMBINERS, list_combiners
     names = list_combiners()
@@ -176,7 +197,7 @@ def main(argv=None) -> int:
     if args.quiet or args.json:
         warnings.simplefilter("ignore")
     handler = {"build": _cmd_build, "evaluate": _cmd_evaluate, "submit": _cmd_submit,
-               "import": _cmd_import, "schemes": _cmd_schemes}[args.command]
+               "import": _cmd_import, "report": _cmd_report, "schemes": _cmd_schemes}[args.command]
     try:
         result = handler(args)
     except InputError as err:

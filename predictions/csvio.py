@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import os
 import re
 from pathlib import Path
@@ -176,20 +175,61 @@ def _check_header(path, got: str, expected: str) -> None:
         raise InputError(f"line 1: expected header {expected!r}, got {shown!r}", path)
 
 
-def _split_rows(path, lines: list[str]):
-    """Split data lines into ids, line numbers and whitespace tokens per row."""
-    keep = [i for i, ln in enumerate(lines) if i and ln and not ln.isspace()]
-    line_no = np.array(keep, dtype=np.int64) + 1
-    body = [lines[i] for i in keep]
-    parts = [ln.partition(",") for ln in body]
-    ids = [p[0].strip() for p in parts]
-    if parts and "" in [p[1] for p in parts]:
-        j = [p[1] for p in parts].index("")
-        raise InputError(f"line {line_no[j]}: expected 'VideoId,...' (no comma)", path)
-    toks = [p[2].split() for p in parts]
-    counts = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
-    flat = list(itertools.chain.from_iterable(toks))
-    return ids, line_no, counts, flat
+_SEP = np.zeros(256, bool)
+_SEP[[9, 10, 11, 12, 13, 32, 44]] = True  # ASCII whitespace (as bytes.split) and the comma
+
+
+def _read_table(path, header: str):
+    """Tokenise a ``VideoId,<space-separated tokens>`` CSV, vectorised.
+
+    Returns ``(ids, line_no, counts, flat)``: the video id (str) and line
+    number of each non-blank data row, the number of tokens after its id and
+    all those tokens (bytes) in row order.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read file ({err.strerror or err})", path) from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text (byte {err.start})", path) from None
+    if not raw.strip():
+        raise InputError("empty file", path)
+    end = raw.find(b"\n")
+    _check_header(path, raw[:end if end >= 0 else len(raw)].decode("utf-8"), header)
+    body = raw[end + 1:] if end >= 0 else b""
+    arr = np.frombuffer(body, np.uint8)
+    sep = _SEP[arr]
+    start = ~sep
+    start[1:] &= sep[:-1]
+    nl = np.flatnonzero(arr == 10)
+    tok_pos = np.flatnonzero(start)
+    tok_line = np.searchsorted(nl, tok_pos)  # 0-based line within the body
+    comma_pos = np.flatnonzero(arr == 44)
+    comma_line = np.searchsorted(nl, comma_pos)
+    n_lines = len(nl) + 1
+    ntok = np.bincount(tok_line, minlength=n_lines)
+    ncomma = np.bincount(comma_line, minlength=n_lines)
+    rows = np.flatnonzero((ntok > 0) | (ncomma > 0))
+    line_no = rows + 2
+    bad = ncomma[rows] != 1
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise InputError(f"line {line_no[j]}: expected 2 comma-separated fields "
+                         f"(VideoId and the rest), got {ncomma[rows[j]] + 1}", path)
+    first = np.searchsorted(tok_line, rows)  # index of each row's first token
+    comma = comma_pos[np.searchsorted(comma_line, rows)]
+    bad = (ntok[rows] == 0) | (tok_pos[np.minimum(first, max(len(tok_pos) - 1, 0))] > comma)
+    if bad.any():
+        raise InputError(f"line {line_no[int(np.argmax(bad))]}: empty video id", path)
+    tokens = np.array(body.replace(b",", b" ").split() or [b""], dtype=object)[:len(tok_pos)]
+    is_id = np.zeros(len(tokens), bool)
+    is_id[first] = True
+    ids = [t.decode("utf-8") for t in tokens[first].tolist()]
+    return ids, line_no, ntok[rows] - 1, tokens[~is_id].tolist()
 
 
 def _line_of(pos: int, counts: np.ndarray, line_no: np.ndarray) -> int:
@@ -207,7 +247,8 @@ def _parse(path, tokens: list[str], counts, line_no, kind, what: str, problem: s
             try:
                 np.array(kind(t), dtype=dtype)
             except (ValueError, OverflowError):
-                raise InputError(f"line {_line_of(pos, counts, line_no)}: {what} {t[:30]!r} "
+                shown = t.decode("utf-8", "replace") if isinstance(t, bytes) else t
+                raise InputError(f"line {_line_of(pos, counts, line_no)}: {what} {shown[:30]!r} "
                                  f"{problem}", path) from None
         raise
 
@@ -232,11 +273,11 @@ def _assemble(path, ids: list[str], line_no, counts, labels, scores, num_classes
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
         j = int(np.argmax(bad))
-        raise InputError(f"line {line_no[rows[j]]}: label {labels[j]} out of range [0, {num_classes})", path)
+        raise InputError(f"line {line_no[rows[j]]}: label {int(labels[j])} out of range [0, {num_classes})", path)
     bad = ~((scores >= 0) & (scores <= 1))  # NaN fails both
     if bad.any():
         j = int(np.argmax(bad))
-        raise InputError(f"line {line_no[rows[j]]}: score {scores[j]!r} outside [0, 1]", path)
+        raise InputError(f"line {line_no[rows[j]]}: score {float(scores[j])!r} outside [0, 1]", path)
     empty = [i for i in np.flatnonzero(np.fromiter(map(len, ids), np.int64, n) == 0)[:1]]
     if empty:
         raise InputError(f"line {line_no[empty[0]]}: empty video id", path)
@@ -247,14 +288,14 @@ def _assemble(path, ids: list[str], line_no, counts, labels, scores, num_classes
         second = order[dup + 1]
         j = int(second[np.argmin(line_no[second])])
         first = int(np.flatnonzero(id_arr == id_arr[j])[0])
-        raise InputError(f"line {line_no[j]}: duplicate video id {id_arr[j]!r} "
+        raise InputError(f"line {line_no[j]}: duplicate video id {str(id_arr[j])!r} "
                          f"(first on line {line_no[first]})", path)
     key = rows * num_classes + labels
     korder = np.argsort(key, kind="stable")
     dup = np.flatnonzero(key[korder][1:] == key[korder][:-1])
     if len(dup):
         j = int(korder[dup + 1].min())
-        raise InputError(f"line {line_no[rows[j]]}: label {labels[j]} appears twice", path)
+        raise InputError(f"line {line_no[rows[j]]}: label {int(labels[j])} appears twice", path)
 
     width = int(counts.max()) if n else 0
     if k is not None:
@@ -301,9 +342,7 @@ def read_submission(path: str | os.PathLike, num_classes: int, *, k: int | None 
     outside ``[0, num_classes)``, score outside [0, 1] or NaN, duplicate video
     id, a label repeated within a row, a row without a comma or with an empty id.
     """
-    lines = _lines(path)
-    _check_header(path, lines[0], SUBMISSION_HEADER)
-    ids, line_no, counts, flat = _split_rows(path, lines)
+    ids, line_no, counts, flat = _read_table(path, SUBMISSION_HEADER)
     odd = counts % 2 == 1
     if odd.any():
         j = int(np.argmax(odd))
@@ -322,9 +361,7 @@ def read_rank_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = 
     best label, so 1, 1/2, 1/3, ... Short rows are padded with score 0 (see the
     module doc); the other rules and errors are those of :func:`read_submission`.
     """
-    lines = _lines(path)
-    _check_header(path, lines[0], RANK_HEADER)
-    ids, line_no, counts, flat = _split_rows(path, lines)
+    ids, line_no, counts, flat = _read_table(path, RANK_HEADER)
     labels = _parse_ints(path, flat, counts, line_no)
     rank = np.arange(len(labels)) - np.repeat(np.cumsum(counts) - counts, counts)
     return _assemble(path, ids, line_no, counts, labels, 1.0 / (rank + 1.0), num_classes, k)

@@ -273,7 +273,12 @@ def _prediction_splits(cfg: JobConfig, log: LogFn):
             ids = scan_ids(cfg.data.test, level="frame")
         truth = None
         if cfg.data.test_truth:
-            truth = _read_truth_csv(cfg.data.test_truth, cfg.data.num_classes).reindex(ids)
+            try:
+                truth = _read_truth_csv(cfg.data.test_truth, cfg.data.num_classes).reindex(ids)
+            except InputError as err:
+                if err.path:
+                    raise
+                raise InputError(err.problem, cfg.data.test_truth) from None
         yield "test", ids, truth, X
     elif "test" in want:
         log("no [data] test shards: skipping the test split")
@@ -307,7 +312,8 @@ def _predict_split(cfg: JobConfig, model, split: str, ids: np.ndarray, X: np.nda
     from .datasets import arrays_batches
     from .train import predict
 
-    C, k = cfg.data.num_classes, (cfg.predict.top_k or None)
+    C = cfg.data.num_classes
+    k = cfg.predict.top_k if 0 < cfg.predict.top_k < C else None
     out = Path(cfg.output.run_dir) / "predictions"
     crops = ["full"] if cfg.level == "video" else [str(i) for i in range(n_crops)] + (["mean"] if n_crops > 1
                                                                                        else [])
@@ -344,7 +350,14 @@ def _frame_predictions(cfg: JobConfig, model, split: str, ids: np.ndarray, n_cro
     shards = FrameShards(patterns, cfg.data.num_classes, crop=None, ids=ids)
     loader = DataLoader(shards, batch_size=cfg.train.batch_size, collate_fn=_identity)
     C = cfg.data.num_classes
+    bar = None
+    if not quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ids), desc=f"predict {split}", unit="videos", leave=False)
     for items in loader:
+        if bar is not None:
+            bar.update(len(items))
         per_crop = []
         for c in range(n_crops):
             cropped = [(i, f[inference_crop(len(f), c)] if len(f) else f, np.zeros(0, np.int64))
@@ -352,6 +365,8 @@ def _frame_predictions(cfg: JobConfig, model, split: str, ids: np.ndarray, n_cro
             (_, probs), = predict(model, [collate_frames(cropped, C)], cfg.train.device, amp=cfg.train.amp)
             per_crop.append(probs)
         yield as_ids([i for i, _, _ in items]), per_crop
+    if bar is not None:
+        bar.close()
 
 
 # --------------------------------------------------------------------------- models

@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 DPI = 110
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -71,8 +71,9 @@ def leaderboard(path, names, gaps, is_ensemble, estimates=None) -> Path:
             ax.plot(est[ok], y[ok], "k|", markersize=14, markeredgewidth=2, label="cross-fitted estimate")
             ax.legend(loc="lower right")
     ax.set_yticks(y, [_short(names[i]) for i in order])
-    lo = float(np.nanmin(gaps)) if len(gaps) else 0.0
-    hi = float(np.nanmax(gaps)) if len(gaps) else 1.0
+    shown = np.r_[gaps, [e for e in (estimates or []) if e is not None]]
+    lo = float(np.nanmin(shown)) if len(shown) else 0.0
+    hi = float(np.nanmax(shown)) if len(shown) else 1.0
     ax.set_xlim(max(0.0, lo - 0.15 * (hi - lo + 1e-3) - 0.02), min(1.0, hi + 0.12 * (hi - lo + 1e-3) + 0.02))
     ax.set_xlabel("GAP@k")
     _style(ax)
@@ -91,13 +92,18 @@ def weights(path, members, by_build: dict) -> Path:
     width = 0.8 / max(1, len(builds))
     for b, name in enumerate(builds):
         w = np.array([float(by_build[name].get(m, 0.0)) for m in members])
-        ax.bar(x - 0.4 + width * (b + 0.5), w, width, label=name, color=PALETTE[b % len(PALETTE)])
+        bars = ax.bar(x - 0.4 + width * (b + 0.5), w, width * 0.9, label=name, color=PALETTE[b % len(PALETTE)])
+        if len(members) * len(builds) <= 24:
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.axhline(0, color="#333", linewidth=0.8)
     ax.set_xticks(x, [_short(m, 18) for m in members], rotation=30 if len(members) > 4 else 0, ha="right"
                   if len(members) > 4 else "center")
     ax.set_ylabel("weight")
-    if builds:
+    if len(builds) > 1:
         ax.legend(title="build", loc="best")
+    elif builds:
+        ax.set_title(f"weights of {builds[0]}")
+    ax.margins(y=0.12)
     _style(ax)
     return _save(fig, path)
 
@@ -117,8 +123,10 @@ def trajectory(path, curves: dict) -> Path:
             ax.plot(steps[best], scores[best], "*", color=color, markersize=11)
         if labels is not None and len(steps) <= 25:
             for s, v, lab in zip(steps, scores, labels):
-                ax.annotate(_short(str(lab), 14), (s, v), textcoords="offset points", xytext=(0, 5),
-                            fontsize=6, ha="center", rotation=35, color="#555")
+                ax.annotate(_short(str(lab), 14), (s, v), textcoords="offset points", xytext=(0, 6),
+                            fontsize=7, ha="center", color="#555")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.margins(y=0.15)
     ax.set_xlabel("step")
     ax.set_ylabel("GAP (fit split)")
     ax.legend(loc="lower right")
@@ -131,7 +139,7 @@ def correlation(path, names, matrix) -> Path:
     """Heat map of the (M, M) correlation matrix, values printed in the cells."""
     names = list(names)
     m = np.asarray(matrix, float)
-    size = min(9.0, 2.6 + 0.55 * len(names))
+    size = min(9.0, 2.4 + 0.45 * len(names))
     fig = _figure(size + 1.0, size)
     ax = fig.add_subplot()
     off = m[~np.eye(len(m), dtype=bool)]
@@ -183,9 +191,15 @@ def per_class(path, frequency, curves: dict) -> Path:
         ap = np.asarray(ap, float)
         ok = has & ~np.isnan(ap)
         jitter = freq[ok] * np.exp(np.random.default_rng(0).uniform(-0.08, 0.08, ok.sum()))
-        ax.scatter(jitter, ap[ok], s=6, alpha=0.45, color=PALETTE[b % len(PALETTE)], linewidths=0)
+        small = ok.sum() < 500
+        ax.scatter(jitter, ap[ok], s=14 if small else 5, alpha=0.7 if small else 0.35,
+                   color=PALETTE[b % len(PALETTE)], linewidths=0)
         _binned_mean(ax, freq[ok], ap[ok])
         ax.set_xscale("log")
+        span = freq[ok].max() / freq[ok].min() if ok.any() else 10.0
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if span > 1e3 else (1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(f"{_short(name, 34)}  (MAP {np.nanmean(ap[ok]) if ok.any() else 0:.3f})")
         ax.set_xlabel("positives of the class in the split")
@@ -274,6 +288,7 @@ def greedy(path, names, gaps, references: dict) -> Path:
                   ha="right" if len(names) > 3 else "center")
     ax.set_xlabel("member added at each step (greedy forward order)")
     ax.set_ylabel("GAP@k")
-    ax.legend(loc="lower right")
+    ax.margins(y=0.1)
+    ax.legend(loc="best")
     _style(ax)
     return _save(fig, path)

@@ -177,12 +177,60 @@ def collect(members, labels, *, split: str = "eval", builds=(), k: int = 20) -> 
                     n_positives=int(len(truth.indices)), models=models, builds=records, notes=notes), truth
 
 
+def topk_gap(row: np.ndarray, score: np.ndarray, y: np.ndarray, n_pos: int, k: int) -> float:
+    """GAP@k of pooled entries, equal to ``metrics.gap_pooled`` for float32 scores >= 0, ~3x faster.
+
+    ``row`` (m,) int video of each entry, ``score`` (m,) float32 in [0, inf),
+    ``y`` (m,) bool positives, ``n_pos`` all positives. Entries of one video
+    with equal scores keep their input order for the top-``k`` cut; in the
+    pooled list negatives rank before positives on ties (as gap_pooled does).
+    Each of the two sorts is a single int64 key: the bits of a non-negative
+    float32 order like the float itself.
+    """
+    if n_pos <= 0:
+        return 0.0
+    bits = (np.maximum(np.asarray(score, dtype=np.float32), np.float32(0)) + np.float32(0)).view(np.uint32)
+    desc = np.int64(0xFFFFFFFF) - bits.astype(np.int64)  # ascending = descending score
+    order = np.argsort((np.asarray(row, dtype=np.int64) << 32) | desc, kind="stable")
+    r = np.asarray(row)[order]
+    keep = order[np.arange(len(r)) - np.searchsorted(r, r, side="left") < k]
+    pos = np.asarray(y, dtype=bool)[keep]
+    pooled = pos[np.argsort((desc[keep] << 1) | pos)]
+    ranks = np.flatnonzero(pooled) + 1.0
+    return float(np.sum(np.arange(1, len(ranks) + 1) / ranks) / n_pos)
+
+
 def _uniform_gap(cands: Candidates, cols, y: np.ndarray, n_pos: int, k: int) -> float:
-    """GAP@k of the uniform average of members ``cols`` over the candidates any of them proposes."""
+    """GAP@k of the uniform average of members ``cols`` over the candidates any of them proposes.
+
+    The average is float32, as in ``ensembler`` (``Candidates.scores.mean(axis=1)``).
+    """
     cols = np.asarray(cols, dtype=np.int64)
     mask = cands.present[:, cols].any(axis=1)
-    score = cands.scores[:, cols].mean(axis=1, dtype=np.float64)
-    return metrics.gap_pooled(cands.row[mask], score[mask], y[mask], n_pos, k=k)
+    score = cands.scores[:, cols].mean(axis=1)
+    return topk_gap(cands.row[mask], score[mask], y[mask], n_pos, k)
+
+
+def correlation(scores: np.ndarray, chunk_rows: int = 1 << 20) -> np.ndarray:
+    """(M, M) Pearson correlation of the columns of (R, M) ``scores``, in float64 row chunks.
+
+    A constant column has correlation NaN with the others (1 on the diagonal).
+    """
+    R, M = scores.shape
+    total = np.zeros(M)
+    gram = np.zeros((M, M))
+    for a in range(0, R, chunk_rows):
+        block = np.asarray(scores[a:a + chunk_rows], dtype=np.float64)
+        total += block.sum(axis=0)
+        gram += block.T @ block
+    mean = total / max(R, 1)
+    cov = gram / max(R, 1) - np.outer(mean, mean)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    corr = np.clip(corr, -1.0, 1.0)
+    corr[np.diag_indices(M)] = 1.0
+    return corr
 
 
 def diversity(cands: Candidates, truth: Labels, k: int) -> tuple[dict, list[dict]]:
@@ -198,9 +246,7 @@ def diversity(cands: Candidates, truth: Labels, k: int) -> tuple[dict, list[dict
     M = len(names)
     y = cands.targets(truth)
     n_pos = int(len(truth.indices))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.corrcoef(cands.scores.T.astype(np.float64)) if len(cands) > 1 else np.eye(M)
-    corr = np.atleast_2d(corr)
+    corr = correlation(cands.scores)
     all_gap = _uniform_gap(cands, range(M), y, n_pos, k)
     loo = {names[j]: _uniform_gap(cands, [i for i in range(M) if i != j], y, n_pos, k) - all_gap
            for j in range(M)} if M > 1 else {}

@@ -23,7 +23,7 @@ VOCAB = DATA / "yt8m-vocabulary"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 N, C, K = 300, 40, 20
-NOISE = {"good": 0.5, "fair": 0.8, "poor": 1.3}
+NOISE = {"good": 0.6, "fair": 0.75, "poor": 0.95}
 
 
 def _make_labels(rng) -> Labels:
@@ -159,14 +159,15 @@ def test_per_class_and_calibration(setup):
 
 
 def test_calibration_hand_computed():
-    # 2 videos, C=3, top-2: entries (0.95, pos), (0.15, neg), (0.55, pos), (0.45, neg)
+    # 2 videos, C=3, top-2: entries (0.95, pos), (0.15, neg), (0.55, pos), (0.45, neg);
+    # bins [0, .5): mean 0.30, rate 0; [.5, 1]: mean 0.75, rate 1
     pred = Predictions(np.array(["a", "b"]), np.array([[0.95, 0.15], [0.55, 0.45]], np.float32),
                        np.array([[0, 1], [2, 0]], np.int32), 3)
     truth = Labels.from_lists(["a", "b"], [[0], [2]], 3)
     c = calibration(pred, truth, k=2, bins=2)
     assert c["count"] == [2, 2]
     assert c["mean_pred"] == pytest.approx([0.30, 0.75])
-    assert c["observed"] == pytest.approx([0.0, 0.5])
+    assert c["observed"] == pytest.approx([0.0, 1.0])
     assert c["ece"] == pytest.approx(0.5 * 0.30 + 0.5 * 0.25)
 
 
@@ -274,3 +275,30 @@ def test_renders_in_headless_chromium(setup, tmp_path):
     assert img.shape[1] == 1280
     # the page is not blank: the dark header and the figures give many distinct colours
     assert len(np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3)[::97], axis=0)) > 50
+
+
+def test_correlation_matches_numpy():
+    from reports.report import correlation
+    rng = np.random.default_rng(1)
+    x = rng.random((1000, 4)).astype(np.float32)
+    x[:, 1] = 0.5 * x[:, 0] + 0.5 * x[:, 1]
+    assert np.allclose(correlation(x, chunk_rows=77), np.corrcoef(x.T.astype(np.float64)), atol=1e-9)
+    x[:, 3] = 0.25  # constant column: NaN off the diagonal, 1 on it
+    c = correlation(x)
+    assert np.isnan(c[3, :3]).all() and c[3, 3] == 1.0
+
+
+def test_topk_gap_equals_gap_pooled():
+    from reports.report import topk_gap
+    rng = np.random.default_rng(2)
+    row = np.sort(rng.integers(0, 50, 3000))
+    score = np.round(rng.random(3000), 2).astype(np.float32)  # many ties
+    score[::7] = 0.0
+    y = rng.random(3000) < 0.2
+    for k in (1, 3, 20, 100):
+        assert topk_gap(row, score, y, int(y.sum()) + 5, k) == pytest.approx(
+            metrics.gap_pooled(row, score, y, int(y.sum()) + 5, k=k), abs=1e-12)
+    perm = rng.permutation(3000)  # unsorted rows: same result as gap_pooled on the same input order
+    assert topk_gap(row[perm], score[perm], y[perm], int(y.sum()), 5) == pytest.approx(
+        metrics.gap_pooled(row[perm], score[perm], y[perm], int(y.sum()), k=5), abs=1e-12)
+    assert topk_gap(row, score, y, 0, 5) == 0.0

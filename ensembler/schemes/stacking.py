@@ -85,7 +85,7 @@ def oof_class_priors(labels: Labels, row: np.ndarray, label: np.ndarray, n_folds
 
 def stacking_features(cands: Candidates, *, missing_rank: np.ndarray | None = None,
                       class_prior: np.ndarray | None = None, verticals: np.ndarray | None = None,
-                      ) -> tuple[np.ndarray, list[str]]:
+                      present_flags: bool = True) -> tuple[np.ndarray, list[str]]:
     """Feature table of the candidates (see the module docstring).
 
     Parameters
@@ -95,6 +95,8 @@ def stacking_features(cands: Candidates, *, missing_rank: np.ndarray | None = No
     class_prior : (C,) per-class prior, or (R,) per-candidate prior already
         gathered; ``None`` omits the ``log_class_prior`` feature.
     verticals : (C,) int vertical of each class; ``None`` omits the feature.
+    present_flags : include the ``present_<m>`` columns (trees do not need them:
+        ``rank_<m> == k_m`` already says the label is absent).
 
     Returns
     -------
@@ -102,23 +104,27 @@ def stacking_features(cands: Candidates, *, missing_rank: np.ndarray | None = No
     names : F feature names.
     """
     R, M = cands.scores.shape
+    P = M if present_flags else 0
     names = ([f"score_{m}" for m in cands.members] + [f"rank_{m}" for m in cands.members]
-             + [f"present_{m}" for m in cands.members]
+             + [f"present_{m}" for m in cands.members][:P]
              + ["n_present", "score_mean", "score_max", "score_std", "mean_rank"])
-    F = 3 * M + 5 + (class_prior is not None) + (verticals is not None)
+    F = 2 * M + P + 5 + (class_prior is not None) + (verticals is not None)
     X = np.empty((R, F), dtype=np.float32)
     s = cands.scores
     X[:, :M] = s
     mr = missing_ranks(cands) if missing_rank is None else np.asarray(missing_rank)
-    X[:, M:2 * M] = np.where(cands.present, cands.ranks, mr[None, :])
-    X[:, 2 * M:3 * M] = cands.present
-    X[:, 3 * M] = cands.present.sum(axis=1)
+    X[:, M:2 * M] = np.where(cands.present, cands.ranks, mr[None, :].astype(np.int32))
+    j = 2 * M
+    if present_flags:
+        X[:, j:j + M] = cands.present
+        j += M
+    X[:, j] = cands.present.sum(axis=1)
     mean = s.mean(axis=1, dtype=np.float64)
-    X[:, 3 * M + 1] = mean
-    X[:, 3 * M + 2] = s.max(axis=1) if M else 0.0
-    X[:, 3 * M + 3] = s.std(axis=1, dtype=np.float64)
-    X[:, 3 * M + 4] = _rank_within_video(cands.row, mean, cands.label)
-    j = 3 * M + 5
+    X[:, j + 1] = mean
+    X[:, j + 2] = s.max(axis=1) if M else 0.0
+    X[:, j + 3] = s.std(axis=1, dtype=np.float64)
+    X[:, j + 4] = _rank_within_video(cands.row, mean, cands.label)
+    j += 5
     if class_prior is not None:
         prior = np.asarray(class_prior, dtype=np.float64)
         if prior.shape == (cands.num_classes,):
@@ -158,6 +164,7 @@ class _Stacker(Combiner):
     """Shared feature handling of the stacking combiners (fit-time priors, verticals)."""
 
     learned = True
+    _present_flags = True        # include the present_<m> columns
 
     def _check_common(self) -> None:
         if not (isinstance(self.prior_alpha, (int, float)) and self.prior_alpha > 0):
@@ -178,7 +185,8 @@ class _Stacker(Combiner):
         else:
             prior = self.class_prior_
         X, self.feature_names_ = stacking_features(cands, missing_rank=self.missing_rank_,
-                                                   class_prior=prior, verticals=self.verticals)
+                                                   class_prior=prior, verticals=self.verticals,
+                                                   present_flags=self._present_flags)
         return X
 
     def _features(self, cands: Candidates) -> np.ndarray:
@@ -186,7 +194,7 @@ class _Stacker(Combiner):
             raise InputError(f"candidates have {cands.num_classes} classes, the combiner was fitted "
                              f"on {len(self.class_prior_)}")
         X, _ = stacking_features(cands, missing_rank=self.missing_rank_, class_prior=self.class_prior_,
-                                 verticals=self.verticals)
+                                 verticals=self.verticals, present_flags=self._present_flags)
         return X
 
     def _constant(self, y: np.ndarray) -> bool:
@@ -203,8 +211,12 @@ class XGBoostStacker(_Stacker):
     """Gradient-boosted trees (xgboost ``binary:logistic``) on the candidate features.
 
     ``device="auto"`` picks ``"cuda"`` when xgboost is built with CUDA and a GPU
-    is visible, else ``"cpu"``. ``n_jobs=None`` uses all cores.
+    is visible, else ``"cpu"``. ``n_jobs=None`` uses all cores. The trees do
+    not get the ``present_<m>`` columns (``rank_<m>`` already encodes absence),
+    which saves a third of the fit time with 16 members.
     """
+
+    _present_flags = False
 
     def __init__(self, n_estimators=300, max_depth=6, learning_rate=0.1, subsample=0.8,
                  colsample_bytree=0.8, tree_method="hist", max_bin=256, n_jobs=None, random_state=0,
@@ -272,7 +284,7 @@ class XGBoostStacker(_Stacker):
             max_bin=self.max_bin, n_jobs=n_jobs, random_state=self.random_state, device=self.device_,
             objective="binary:logistic", eval_metric="logloss", feature_types=ftypes,
             enable_categorical=self.verticals is not None)
-        self.model_.fit(X, y.astype(np.float32))
+        self.model_.fit(X, y.astype(np.int8))
 
     def _predict(self, cands: Candidates) -> np.ndarray:
         if self.model_ is None:

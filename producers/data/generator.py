@@ -55,7 +55,6 @@ _CANDIDATES = 24         # label candidates drawn per video (before de-duplicati
 _IN_VERTICAL = 0.85      # probability that a label comes from the video's vertical
 _VERTICAL_CORR = 0.5     # correlation of a class prototype with its vertical's prototype
 _ZIPF = 1.0              # class frequency ~ (rank + 1) ** -_ZIPF
-_FRAME_NOISE = 1.0       # per-frame noise, relative to the prototype scale
 _SIGNAL_VAR = 0.35       # typical variance of a video's mixed signal (used for scaling)
 _CHUNK = 32              # videos generated at once (bounds memory for frame level)
 
@@ -217,7 +216,7 @@ class _Generator:
         offset = np.float32(self.noise) * rng.standard_normal((m, DIM), dtype=np.float32)
         for j in range(m):  # per-video nuisance offset (m <= _CHUNK slices, each vectorised)
             z[foff[j]:foff[j + 1]] += offset[j]
-        z += np.float32(_FRAME_NOISE) * rng.standard_normal((F, DIM), dtype=np.float32)
+        z += rng.standard_normal((F, DIM), dtype=np.float32)  # per-frame noise, std 1 like a prototype
         # quantize(z * scale) in place: rint(z * scale / QUANT_SCALE - QUANT_BIAS / QUANT_SCALE)
         z *= self.scale / QUANT_SCALE
         z -= QUANT_BIAS / QUANT_SCALE
@@ -299,8 +298,10 @@ def generate(out_dir: str | os.PathLike, *, n_train: int = 4000, n_test: int = 1
         for chunk in _chunks(rows):
             q, foff = gen.frame_features(chunk)
             if means is not None:  # mean of dequantised frames = dequantised mean of the bytes
-                sums = np.add.reduceat(q, foff[:-1], axis=0, dtype=np.int64)
-                mean_q = sums / np.diff(foff)[:, None]
+                T = np.diff(foff)
+                member = (np.repeat(np.arange(len(T)), T)[None, :] == np.arange(len(T))[:, None])
+                sums = member.astype(np.float32) @ q.astype(np.float32)  # exact: integers < 2**24
+                mean_q = sums.astype(np.float64) / T[:, None]
                 means.append((mean_q * float(QUANT_SCALE) + float(QUANT_BIAS)).astype(np.float32))
             for j, i in enumerate(range(chunk.start, chunk.stop)):
                 f = q[foff[j]:foff[j + 1]]

@@ -128,35 +128,41 @@ class _ResidualModule(nn.Module):
 class ResidualCNN(nn.Module):
     """ResidualCNN-X (Garg et al. 2018): the video vector as a 1-D signal through dilated residual convs.
 
-    ``x`` (B, D) is read as a one-channel signal of length D. A strided stem
-    convolution (``stem_stride``) maps it to ``channels`` channels, then
-    ``num_modules`` residual modules with dilations 1, 2, 4, ... process it; a
-    1x1 convolution widens to ``width`` (the X of ResidualCNN-X) channels,
-    which are pooled over the signal axis (``pooling`` "mean" or "max") into a
-    (B, width) descriptor for the head. Simplification: one stem over the
+    A fully connected layer (+ BN, ReLU) maps ``x`` (B, D) to a one-channel
+    signal of length ``signal_dim``; a strided stem convolution
+    (``stem_stride``) maps it to ``channels`` channels; ``num_modules``
+    residual modules with dilations 1, 2, 4, ... process it; the result is
+    pooled (``pooling`` "mean" or "max") into ``pool_bins`` equal segments of
+    the signal axis, flattened and projected to ``width`` (the X of
+    ResidualCNN-X) features (+ BN, ReLU) for the head. ``pool_bins=1`` is
+    global pooling, which makes the descriptor blind to *where* along the
+    signal a pattern occurs (measured: close to chance on random-projection
+    labels), hence the default 8. Simplification: one signal for the
     concatenated RGB+audio vector rather than separate branches.
     """
 
-    def __init__(self, input_dim: int, num_classes: int, width: int = 1024, channels: int = 32,
-                 num_modules: int = 3, stem_stride: int = 4, pooling: str = "mean", dropout: float = 0.3,
-                 head: str = "moe", num_experts: int = 2, context_gating: bool = False):
+    def __init__(self, input_dim: int, num_classes: int, width: int = 1024, signal_dim: int = 1024,
+                 channels: int = 32, num_modules: int = 3, stem_stride: int = 4, pooling: str = "max",
+                 pool_bins: int = 8, dropout: float = 0.3, head: str = "moe", num_experts: int = 2,
+                 context_gating: bool = False):
         super().__init__()
-        _check_positive(width=width, channels=channels, num_modules=num_modules, stem_stride=stem_stride)
+        _check_positive(width=width, signal_dim=signal_dim, channels=channels, num_modules=num_modules,
+                        stem_stride=stem_stride, pool_bins=pool_bins)
         if pooling not in ("mean", "max"):
             raise ValueError(f"pooling must be 'mean' or 'max', got {pooling!r}")
-        self.pooling = pooling
+        self.project = nn.Sequential(nn.Linear(input_dim, signal_dim), nn.BatchNorm1d(signal_dim), nn.ReLU())
         self.stem = nn.Sequential(
-            nn.Conv1d(1, channels, 2 * stem_stride - 1 if stem_stride > 1 else 3, stride=stem_stride,
-                      padding=stem_stride - 1 if stem_stride > 1 else 1, bias=False),
+            nn.Conv1d(1, channels, 2 * stem_stride + 1, stride=stem_stride, padding=stem_stride, bias=False),
             nn.BatchNorm1d(channels), nn.ReLU())
         self.blocks = nn.Sequential(*[_ResidualModule(channels, 2 ** i) for i in range(num_modules)])
-        self.widen = nn.Sequential(nn.Conv1d(channels, width, 1, bias=False), nn.BatchNorm1d(width), nn.ReLU())
+        self.pool = (nn.AdaptiveMaxPool1d if pooling == "max" else nn.AdaptiveAvgPool1d)(pool_bins)
+        self.out = nn.Sequential(nn.Flatten(), nn.Linear(channels * pool_bins, width), nn.BatchNorm1d(width),
+                                 nn.ReLU())
         self.head = _head(width, num_classes, head, num_experts, dropout, context_gating)
 
     def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
-        h = self.widen(self.blocks(self.stem(x.unsqueeze(1))))  # (B, width, L)
-        h = h.mean(-1) if self.pooling == "mean" else h.amax(-1)
-        return self.head(h)
+        h = self.blocks(self.stem(self.project(x).unsqueeze(1)))  # (B, channels, L)
+        return self.head(self.out(self.pool(h)))
 
 
 # --------------------------------------------------------------------------- hierarchical MoE
