@@ -15,11 +15,13 @@ for comparison with learned schemes.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from predictions import metrics
 from predictions.errors import InputError
 from predictions.types import Labels
 
@@ -52,7 +54,7 @@ class CrossFitResult:
 
 def make_folds(n_videos: int, n_folds: int, random_state=0) -> np.ndarray:
     """(n_videos,) int64 fold of each video: balanced sizes, deterministic from ``random_state``."""
-    if not (isinstance(n_folds, (int, np.integer)) and 2 <= n_folds <= n_videos):
+    if not (isinstance(n_folds, numbers.Integral) and 2 <= n_folds <= n_videos):
         raise InputError(f"n_folds must be an integer in [2, {n_videos}] (number of videos), got {n_folds!r}")
     perm = np.random.default_rng(random_state).permutation(n_videos)
     folds = np.empty(n_videos, dtype=np.int64)
@@ -74,7 +76,7 @@ def crossfit(make_combiner: Callable[[], Combiner], cands: Candidates, labels: L
     k : GAP cut-off.
     progress : show a tqdm progress bar over folds.
     """
-    if not (isinstance(k, (int, np.integer)) and k >= 1):
+    if not (isinstance(k, numbers.Integral) and k >= 1):
         raise InputError(f"k must be an integer >= 1, got {k!r}")
     labels = labels.reindex(cands.ids)
     folds = make_folds(cands.n_videos, n_folds, random_state)
@@ -100,16 +102,8 @@ def crossfit(make_combiner: Callable[[], Combiner], cands: Candidates, labels: L
             comb.fit(cands.take_videos(train_videos), labels.take(train_videos))
             oof[test_cands] = comb.predict_scores(cands.take_videos(test_videos))
         fold_labels = labels.take(test_videos)
-        fold_scores.append(_gap(cands.row[test_cands], oof[test_cands], y[test_cands],
-                                int(fold_labels.counts().sum()), k, test_videos))
+        fold_scores.append(float(metrics.gap_pooled(cands.row[test_cands], oof[test_cands], y[test_cands],
+                                                    int(fold_labels.counts().sum()), k=k)))
     estimate = cands.gap(oof, labels, k=k, y=y)
     return CrossFitResult(fold_scores, float(estimate), oof, folds)
 
-
-def _gap(rows: np.ndarray, score: np.ndarray, y: np.ndarray, num_positives: int, k: int,
-         videos: np.ndarray) -> float:
-    """GAP@k of one fold's candidates (video rows renumbered to 0..len(videos)-1)."""
-    from predictions import metrics
-
-    local = np.searchsorted(videos, rows)
-    return float(metrics.gap_pooled(local, score, y, num_positives, k=k))

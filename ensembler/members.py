@@ -88,12 +88,14 @@ def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[Member]]:
     return dict(out)
 
 
-def align_members(members: list[Member], *, require_same_ids: bool = False, allow_mixed_k: bool = False):
+def align_members(members: list[Member], *, require_same_ids: bool = False, allow_mixed_k: bool = False,
+                  allow_identical: bool = False):
     """Align every store of every member on video id (see predictions.align.align_stores)."""
     if not members:
         raise InputError("no members to combine (check --members and the split names)")
     readers = [r for m in members for r in m.readers]
-    return align_stores(readers, require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k)
+    return align_stores(readers, require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k,
+                        allow_identical=allow_identical)
 
 
 def iter_member_chunks(members: list[Member], alignment, *, chunk_rows: int = 20000,

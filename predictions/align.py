@@ -39,7 +39,7 @@ def _fmt_k(r: StoreReader) -> str:
 
 
 def align_stores(readers: list[StoreReader], *, require_same_ids: bool = False,
-                 allow_mixed_k: bool = False) -> Alignment:
+                 allow_mixed_k: bool = False, allow_identical: bool = False) -> Alignment:
     """Align members on video id.
 
     Errors (InputError naming the offending file): no member; a member given
@@ -47,6 +47,8 @@ def align_stores(readers: list[StoreReader], *, require_same_ids: bool = False,
     different ``k`` / layout unless ``allow_mixed_k``; no video common to all;
     with ``require_same_ids``, any difference in the id sets. Otherwise the
     intersection is used and a warning reports how many videos were dropped.
+    ``allow_identical`` accepts two different files with identical arrays (an
+    ensemble that selected a single member, when scoring both side by side).
     """
     readers = list(readers)
     if not readers:
@@ -59,7 +61,7 @@ def align_stores(readers: list[StoreReader], *, require_same_ids: bool = False,
         if key in seen_path:
             raise InputError(f"same predictions as {seen_path[key].path} (the same file is listed twice)",
                              r.path)
-        if r.meta.checksum and r.meta.checksum in seen_sum:
+        if not allow_identical and r.meta.checksum and r.meta.checksum in seen_sum:
             raise InputError(f"same predictions as {seen_sum[r.meta.checksum].path} (identical checksum)",
                              r.path)
         seen_path[key] = r

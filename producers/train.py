@@ -280,8 +280,9 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
     train_loader : iterable of :class:`~producers.datasets.Batch` (or ``(x, y)``
         / ``(x, lengths, y)``); re-iterated each epoch. If its ``dataset`` has
         ``set_epoch`` (frame shards) it is called with the 0-based epoch.
-    dev : ``None`` or ``(X, labels)`` with ``X`` an (n, D) array or an iterable
-        of batches, rows in the order of ``labels`` (:class:`Labels`). Scored by
+    dev : ``None``, ``(X, labels)`` with ``X`` an (n, D) array or an iterable
+        of batches whose rows follow ``labels`` (:class:`Labels`), or
+        ``(loader, None)`` to take the truth from the batches' ``y``. Scored by
         GAP@20 after each epoch; without it the last epoch counts as best.
     epochs : total epochs (a resumed run continues up to this number).
     lr, lr_decay, weight_decay : Adam learning rate, its per-epoch

@@ -155,7 +155,7 @@ def collect(members, labels, *, split: str = "eval", builds=(), k: int = 20) -> 
     records = load_builds(builds)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        alignment = align_members(found, allow_mixed_k=True)
+        alignment = align_members(found, allow_mixed_k=True, allow_identical=True)
     notes = {}
     if caught:
         notes["alignment"] = str(caught[-1].message)

@@ -13,7 +13,8 @@ Features of a candidate (:func:`stacking_features`, pure numpy), for M members:
   ``k_m`` (one past the end of ``m``'s list, ``k_m`` learnt at fit) so the
   feature stays numeric and monotone for both the trees and the linear model
   (we do not use NaN: LogisticRegression cannot take it);
-* ``present_<m>`` 1.0 if ``m`` proposed the label, else 0.0;
+* ``present_<m>`` 1.0 if ``m`` proposed the label, else 0.0 (``lr`` only: for
+  the trees it repeats ``rank_<m> == k_m`` and costs fit time);
 * ``n_present``   how many members propose it;
 * ``score_mean``, ``score_max``, ``score_std``  over the M members (absent = 0,
   so ``score_mean`` is the plain average ensemble);
@@ -28,6 +29,9 @@ Features of a candidate (:func:`stacking_features`, pure numpy), for M members:
 """
 from __future__ import annotations
 
+import numbers
+import os
+
 import numpy as np
 
 from predictions.errors import InputError
@@ -37,6 +41,18 @@ from ..base import Combiner, register_combiner
 from ..candidates import Candidates
 
 _EPS = 1e-9
+
+
+def _import_xgboost():
+    """Import xgboost with OpenMP threads that sleep, not spin, while idle.
+
+    xgboost ships its own libgomp, which reads ``OMP_WAIT_POLICY`` when it
+    loads; with the default (spinning) policy a fit with all cores on a busy
+    machine ran 5-20x slower than with one thread. A value set by the user wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import xgboost
+    return xgboost
 
 
 # --------------------------------------------------------------------------
@@ -167,9 +183,9 @@ class _Stacker(Combiner):
     _present_flags = True        # include the present_<m> columns
 
     def _check_common(self) -> None:
-        if not (isinstance(self.prior_alpha, (int, float)) and self.prior_alpha > 0):
+        if not (isinstance(self.prior_alpha, numbers.Real) and self.prior_alpha > 0):
             raise InputError(f"prior_alpha must be > 0, got {self.prior_alpha!r}")
-        if not (isinstance(self.prior_folds, (int, np.integer)) and self.prior_folds >= 0
+        if not (isinstance(self.prior_folds, numbers.Integral) and self.prior_folds >= 0
                 and self.prior_folds != 1):
             raise InputError(f"prior_folds must be 0 (in-sample priors) or >= 2, got {self.prior_folds!r}")
 
@@ -219,7 +235,7 @@ class XGBoostStacker(_Stacker):
     _present_flags = False
 
     def __init__(self, n_estimators=300, max_depth=6, learning_rate=0.1, subsample=0.8,
-                 colsample_bytree=0.8, tree_method="hist", max_bin=256, n_jobs=None, random_state=0,
+                 colsample_bytree=0.8, tree_method="hist", max_bin=64, n_jobs=None, random_state=0,
                  device="auto", verticals=None, prior_alpha=10.0, prior_folds=5):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -239,19 +255,19 @@ class XGBoostStacker(_Stacker):
         self._check_common()
         for name in ("n_estimators", "max_depth", "max_bin"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, np.integer)) and v >= 1):
+            if not (isinstance(v, numbers.Integral) and v >= 1):
                 raise InputError(f"{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+        if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
             raise InputError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         for name in ("subsample", "colsample_bytree"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0 < v <= 1):
+            if not (isinstance(v, numbers.Real) and 0 < v <= 1):
                 raise InputError(f"{name} must be in (0, 1], got {v!r}")
         if self.tree_method not in ("hist", "approx", "exact"):
             raise InputError(f"tree_method must be hist, approx or exact, got {self.tree_method!r}")
         if not (self.device in ("auto", "cpu", "cuda", "gpu") or str(self.device).startswith("cuda:")):
             raise InputError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        if self.n_jobs is not None and not (isinstance(self.n_jobs, (int, np.integer)) and self.n_jobs != 0):
+        if self.n_jobs is not None and not (isinstance(self.n_jobs, numbers.Integral) and self.n_jobs != 0):
             raise InputError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}")
 
     def _resolve_device(self) -> str:
@@ -259,13 +275,12 @@ class XGBoostStacker(_Stacker):
             return self.device
         import shutil
 
-        import xgboost
+        xgboost = _import_xgboost()
         cuda = bool(xgboost.build_info().get("USE_CUDA"))
         return "cuda" if cuda and shutil.which("nvidia-smi") else "cpu"
 
     def _fit(self, cands, labels, y) -> None:
-        import xgboost
-
+        xgboost = _import_xgboost()
         X = self._train_features(cands, labels)
         self.device_ = self._resolve_device()
         if self._constant(y):
@@ -276,8 +291,7 @@ class XGBoostStacker(_Stacker):
             ftypes[-1] = "c"
         n_jobs = self.n_jobs
         if n_jobs is not None and n_jobs < 0:
-            import os
-            n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+            n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)   # joblib convention: -1 = all cores
         self.model_ = xgboost.XGBClassifier(
             n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
             subsample=self.subsample, colsample_bytree=self.colsample_bytree, tree_method=self.tree_method,
@@ -316,9 +330,9 @@ class LogisticStacker(_Stacker):
 
     def _validate(self) -> None:
         self._check_common()
-        if not (isinstance(self.C, (int, float)) and self.C > 0):
+        if not (isinstance(self.C, numbers.Real) and self.C > 0):
             raise InputError(f"C must be > 0, got {self.C!r}")
-        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+        if not (isinstance(self.max_iter, numbers.Integral) and self.max_iter >= 1):
             raise InputError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
 
     def _design(self, X: np.ndarray) -> np.ndarray:

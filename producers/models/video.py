@@ -240,7 +240,7 @@ class ClassifierChain(nn.Module):
         _check_positive(num_groups=num_groups, bottleneck=bottleneck)
         groups = _class_groups(num_classes, num_groups, class_order)
         order = torch.cat(groups)
-        self.register_buffer("inverse", torch.argsort(order), persistent=False)  # output column -> class
+        self.register_buffer("inverse", torch.argsort(order), persistent=False)  # class c -> its output column
         sizes = [len(g) for g in groups]
         self.bottlenecks = nn.ModuleList(
             nn.Linear(sum(sizes[:g]), bottleneck) for g in range(1, len(groups)))

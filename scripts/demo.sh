@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The main job end to end on the embedded default (generated data), set-up included:
+# generate YouTube-8M-shaped TFRecords, train two producers (LR, MoE), predict the held-out,
+# eval and test splits, build a uniform and a Caruana ensemble, evaluate, write a submission
+# and an HTML report. Everything lands in demo-run/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+RUN=demo-run
+rm -rf "$RUN"
+produce generate "$RUN/data" --videos 6000 --test-videos 1000 --seed 0
+for model in lr moe; do
+  produce train configs/demo/$model.toml
+  produce predict configs/demo/$model.toml
+done
+ensemble build --weights=uniform --members "$RUN/predictions/*.h5" --labels "$RUN/labels" --out "$RUN/predictions"
+ensemble build --weights=caruana --members "$RUN/predictions/lr.*.h5" "$RUN/predictions/moe.*.h5" \
+  --labels "$RUN/labels" --out "$RUN/predictions"
+ensemble evaluate --members "$RUN/predictions" --labels "$RUN/labels" --split test
+ensemble submit "$RUN/predictions/ens-uniform.test.full.h5" --out "$RUN/submission.csv"
+ensemble report --members "$RUN/predictions" --labels "$RUN/labels" --split eval --builds "$RUN/predictions" \
+  --vocabulary "$RUN/data/vocabulary.csv" --out "$RUN/report"
+echo "done: submission $RUN/submission.csv, report $RUN/report/index.html"
