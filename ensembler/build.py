@@ -12,29 +12,33 @@
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
 import platform
+import re
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from predictions import metrics
 from predictions.atomic import atomic_write_text
 from predictions.errors import InputError
 from predictions.store import StoreWriter, read_store
-from predictions import metrics
+from predictions.types import Predictions
 
-from .base import create_combiner, Combiner
+from .base import Combiner, create_combiner
 from .candidates import Candidates
 from .crossfit import crossfit
+from .distributed import map_ordered, read_chunk, use_client
 from .evaluate import evaluate_members, find_labels
-from .members import Member, align_members, discover, iter_member_chunks, read_members
-
-import json
-import re
+from .members import Member, align_members, discover, mean_of_crops, read_members
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -67,12 +71,48 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
+@dataclass(frozen=True)
+class ChunkTask:
+    """One row chunk of aligned members: per member its store paths, per store the rows to read."""
+
+    paths: list
+    rows: list
+    ids: np.ndarray
+
+
+def chunk_tasks(members: list[Member], alignment, chunk_rows: int) -> Iterator[ChunkTask]:
+    """The chunks of ``alignment.ids``, ``chunk_rows`` videos each, as self-contained tasks."""
+    if chunk_rows < 1:
+        raise InputError(f"--chunk-rows must be >= 1, got {chunk_rows}")
+    paths = [m.paths for m in members]
+    for a in range(0, len(alignment.ids), chunk_rows):
+        yield ChunkTask(paths, [r[a:a + chunk_rows] for r in alignment.rows], alignment.ids[a:a + chunk_rows])
+
+
+def combine_chunk(task: ChunkTask, combiner: Combiner, names, member_ks, k_out: int, member_k: int | None,
+                  reader_for=None) -> Predictions:
+    """Read one chunk, fold crops, combine with the fitted scheme: the chunk's top ``k_out`` predictions.
+
+    Runs in this process or on a Dask worker (``reader_for`` None: stores opened by path and cached).
+    """
+    parts = read_chunk(task.paths, task.rows, task.ids, reader_for=reader_for)
+    preds = [mean_of_crops(p, k) for p, k in zip(parts, member_ks)]
+    if member_k is not None:
+        preds = [p.topk(member_k) for p in preds]
+    cands = Candidates.from_members(preds, names)
+    return cands.to_predictions(combiner.predict_scores(cands), k=k_out)
+
+
 def build(members, *, weights: str = "uniform", params: dict | None = None, labels=None, out,
           name: str | None = None, fit_split: str = "heldout", k: int | None = None, n_folds: int = 5,
           random_state: int = 0, chunk_rows: int = 20000, fold_crops: str = "mean", member_k: int | None = None,
           require_same_ids: bool = False, allow_mixed_k: bool = False, progress: bool = True,
-          command: str | None = None, log=print) -> dict:
-    """Build one ensemble; returns the build record (also written as JSON). See the module docstring."""
+          command: str | None = None, log=print, client=None) -> dict:
+    """Build one ensemble; returns the build record (also written as JSON). See the module docstring.
+
+    ``client``: a dask.distributed Client; chunks are then combined on its workers and the
+    xgboost stacker trains through xgboost's Dask interface.
+    """
     t0 = time.perf_counter()
     params = dict(params or {})
     name = name or f"ens-{weights}"
@@ -118,11 +158,14 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
         record["best_single"] = max(single.items(), key=lambda kv: kv[1])
         record["uniform_gap"] = cands.gap(cands.scores.mean(axis=1), fit_labels, y=y)
         t = time.perf_counter()
-        cv = crossfit(factory, cands, fit_labels, n_folds=n_folds, random_state=random_state, progress=progress)
+        with use_client(client) if client is not None else contextlib.nullcontext():
+            cv = crossfit(factory, cands, fit_labels, n_folds=n_folds, random_state=random_state,
+                          progress=progress)
         record["crossfit"] = {"n_folds": n_folds, "fold_scores": list(cv.fold_scores), "estimate": cv.estimate,
                               "seconds": time.perf_counter() - t}
     t = time.perf_counter()
-    combiner: Combiner = factory().fit(cands, fit_labels)
+    with use_client(client) if client is not None else contextlib.nullcontext():
+        combiner: Combiner = factory().fit(cands, fit_labels)
     record["fit_seconds"] = time.perf_counter() - t
     record["fitted"] = combiner.describe()
     del parts, cands
@@ -131,6 +174,7 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
     k_out = k or max((m.k or 100) for m in fit_members)
     outputs, scores = {}, {}
     splits = [fit_split] + sorted(s for s in by_split if s != fit_split)
+    combiner_ref = client.scatter(combiner, broadcast=True) if client is not None else combiner
     for split in splits:
         by_name = {m.name: m for m in by_split[split]}
         missing = [n for n in names if n not in by_name]
@@ -144,14 +188,20 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
         path = out if single_file else out_dir / f"{name}.{split}.full.h5"
         extra = {"ensemble": {"scheme": weights, "members": names, "fit_split": fit_split,
                               "member_paths": [p for m in split_members for p in m.paths]}}
+        tasks = chunk_tasks(split_members, alignment, chunk_rows)
+        opts = (names, [m.k for m in split_members], k_out, member_k)
+        if client is None:
+            local = {p: r for m in split_members for p, r in zip(m.paths, m.readers)}
+            results = (combine_chunk(t, combiner, *opts, reader_for=local.__getitem__) for t in tasks)
+        else:
+            results = map_ordered(client, combine_chunk, tasks, combiner_ref, *opts)
         bar = tqdm(total=len(alignment.ids), unit="video", desc=f"{name} {split}", disable=not progress)
         with StoreWriter(path, ids=alignment.ids, num_classes=split_members[0].num_classes, k=k_out, model=name,
                          split=split, crop="full", config={"scheme": weights, "params": params},
                          extra=extra) as writer:
-            for chunk in iter_member_chunks(split_members, alignment, chunk_rows=chunk_rows, member_k=member_k):
-                c = Candidates.from_members(chunk, names)
-                writer.write(c.to_predictions(combiner.predict_scores(c), k=k_out))
-                bar.update(c.n_videos)
+            for pred in results:
+                writer.write(pred)
+                bar.update(len(pred))
         bar.close()
         outputs[split] = str(path)
         if split in truth:

@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 bad input (one line on stderr, no traceback), 2 usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -60,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="fold each model's crops into one member by their mean (default), or keep each crop")
     b.add_argument("--require-same-ids", action="store_true", help="error unless all members have the same videos")
     b.add_argument("--allow-mixed-k", action="store_true", help="accept members with different top-k widths")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the chunked work on a Dask cluster (tcp://host:port, or local[:N] for a LocalCluster)")
 
     e = add("evaluate", "print GAP@20, MAP, Hit@1 and PERR of stores against labels",
             "example:\n  ensemble evaluate --members 'runs/demo/predictions/*.h5' --labels runs/demo/labels --split eval")
@@ -106,15 +109,35 @@ def _say(args, text: str) -> None:
         print(text)
 
 
+@contextlib.contextmanager
+def _client(address):
+    """A Dask client for ``--scheduler`` (closed afterwards), or None."""
+    if not address:
+        yield None
+        return
+    from .distributed import connect
+    client = connect(address)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def _cmd_build(args) -> dict:
     from .build import build
+    with _client(args.scheduler) as client:
+        rec = build(args.members, weights=args.weights, params=dict(args.param), labels=args.labels, out=args.out,
+                    name=args.name, fit_split=args.fit_split, k=args.k, n_folds=args.folds, random_state=args.seed,
+                    chunk_rows=args.chunk_rows, fold_crops=args.fold_crops, member_k=args.member_k,
+                    require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k,
+                    progress=not (args.quiet or args.json), command=shlex.join(["ensemble"] + sys.argv[1:]),
+                    log=lambda t: _say(args, t), client=client)
+    _say(args, _build_summary(rec))
+    return rec
+
+
+def _build_summary(rec) -> str:
     from .evaluate import format_table
-    rec = build(args.members, weights=args.weights, params=dict(args.param), labels=args.labels, out=args.out,
-                name=args.name, fit_split=args.fit_split, k=args.k, n_folds=args.folds, random_state=args.seed,
-                chunk_rows=args.chunk_rows, fold_crops=args.fold_crops, member_k=args.member_k,
-                require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k,
-                progress=not (args.quiet or args.json), command=shlex.join(["ensemble"] + sys.argv[1:]),
-                log=lambda t: _say(args, t))
     lines = [f"ensemble {rec['name']} ({rec['scheme']}) over {len(rec['members'])} members, "
              f"fitted on {rec['n_fit_videos']} {rec['fit_split']} videos"]
     if "crossfit" in rec:
@@ -129,8 +152,7 @@ def _cmd_build(args) -> dict:
         rows = [{"name": f"{rec['name']} (ensemble)", **sc["ensemble"]}] + sc.get("members", [])
         lines.append(f"  {split} split (no combiner saw these labels):\n" + format_table(rows))
     lines += [f"  wrote {p}" for p in rec["outputs"].values()] + [f"  record {rec['record_path']}"]
-    _say(args, "\n".join(lines))
-    return rec
+    return "\n".join(lines)
 
 
 def _cmd_evaluate(args) -> list:

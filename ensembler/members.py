@@ -47,11 +47,15 @@ class Member:
 
     def fold(self, parts: list[Predictions]) -> Predictions:
         """Combine this member's aligned crop predictions into one (their mean)."""
-        if len(parts) == 1:
-            return parts[0]
-        cands = Candidates.from_members(parts)
-        k = min(self.k or DEFAULT_K_FULL, cands.num_classes)
-        return cands.to_predictions(cands.scores.mean(axis=1), k=k)
+        return mean_of_crops(parts, self.k)
+
+
+def mean_of_crops(parts: list[Predictions], k: int | None) -> Predictions:
+    """Mean of one model's aligned crop predictions, top ``k`` kept (100 for full crops)."""
+    if len(parts) == 1:
+        return parts[0]
+    cands = Candidates.from_members(parts)
+    return cands.to_predictions(cands.scores.mean(axis=1), k=min(k or DEFAULT_K_FULL, cands.num_classes))
 
 
 def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[Member]]:

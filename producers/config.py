@@ -48,6 +48,7 @@ no ``None``) that :func:`config_from_dict` turns back into an equal config.
 from __future__ import annotations
 
 import dataclasses
+import os
 import inspect
 import re
 import tomllib
@@ -237,7 +238,7 @@ def _check_hparams(model: ModelConfig, path: str) -> dict:
 
 def _resolve(p: str, base: Path) -> str:
     q = Path(p).expanduser()
-    return str(q if q.is_absolute() else base / q)
+    return os.path.normpath(q if q.is_absolute() else base / q)  # normpath keeps glob characters
 
 
 # --------------------------------------------------------------------------- loading

@@ -15,6 +15,7 @@ dev videos are :func:`predictions.split.dev_mask` of the train ids.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -128,21 +129,28 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False):
     """
     from predictions.split import dev_mask
 
+    from . import distributed
     from .train import fit
 
+    ddp = distributed.setup(cfg.train.device)  # under torchrun: rank 0 writes files, logs, progress bars
+    main = ddp is None or ddp.is_main
+    quiet = quiet or not main
     job = cfg.job_dir
     ckpt = _checkpoint_dir(cfg)
     if restart and ckpt.exists():
-        shutil.rmtree(ckpt)
+        if main:
+            shutil.rmtree(ckpt)
     elif ckpt.exists() and (job / "config.json").exists():
         old = json.loads((job / "config.json").read_text(encoding="utf-8"))
         if old.get("model") != cfg.to_dict()["model"] or old.get("data", {}).get("num_classes") \
                 != cfg.data.num_classes:
             raise InputError(f"{ckpt} holds checkpoints of a different [model] configuration; "
                              f"use --restart to discard them or pick another [output] name", cfg.path)
-    job.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(job / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-    log = _logger(job / "train.log", quiet)
+    if main:
+        job.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    distributed.barrier()
+    log = _logger(job / "train.log" if main else None, quiet)
     log(f"train {cfg.output.name}: model {cfg.model.name} {cfg.model.hparams} from {cfg.path}")
     model = build_model(cfg)
     t0 = time.perf_counter()
@@ -160,7 +168,8 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False):
     log(f"done: best epoch {history.best_epoch} dev GAP@20 {history.best_gap:.4f}; {seconds:.1f}s")
     info = dict(history.to_dict(), model=cfg.model.name, name=cfg.output.name, n_train=n_train, n_dev=n_dev,
                 fit_seconds=seconds)
-    atomic_write_text(job / "history.json", json.dumps(info, indent=2) + "\n")
+    if main:
+        atomic_write_text(job / "history.json", json.dumps(info, indent=2) + "\n")
     return history
 
 
@@ -211,9 +220,12 @@ def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False
     skipped. Stores are top-``k`` (``[predict] top_k``; 0 = full matrix) and
     record the job config (``config``) and the checkpoint used (``extra``).
     """
+    from . import distributed
     from .crops import check_n_crops
     from .train import load_best, load_checkpoint
 
+    if distributed.launched_by_torchrun() and os.environ.get("WORLD_SIZE", "1") != "1":
+        raise InputError("produce predict runs in one process; run it without torchrun", cfg.path)
     n_crops = check_n_crops(cfg.predict.crops if crops is None else crops)
     if cfg.level == "video" and n_crops != 1:
         raise InputError("--crops applies to frame-level models only", cfg.path)

@@ -34,6 +34,7 @@ from torch import nn
 from predictions.errors import InputError
 from predictions.types import Labels, Predictions
 
+from . import distributed
 from .datasets import Batch, arrays_batches, seed_everything
 
 _EPS = 1e-6
@@ -303,6 +304,10 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
     if patience is not None and patience < 1:
         raise InputError(f"patience must be >= 1 or None, got {patience}")
     dev_device = resolve_device(device)
+    ddp = distributed.setup(device)  # None unless launched by torchrun with WORLD_SIZE > 1
+    if ddp is not None:  # see producers.distributed: sharded data, rank 0 writes
+        dev_device, progress, log = ddp.device, progress and ddp.is_main, log if ddp.is_main else None
+        train_loader = distributed.shard_loader(train_loader, ddp, seed=seed or 0)
     use_amp = bool(amp) and dev_device.type == "cuda"
     model.to(dev_device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -311,7 +316,7 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
     history = History()
     ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     start = 0
-    latest = None if ckpt_dir is None else latest_checkpoint(ckpt_dir)
+    latest = distributed.broadcast_object(None if ckpt_dir is None else latest_checkpoint(ckpt_dir))
     best_state = None
     if latest is not None:
         state = load_checkpoint(latest)
@@ -319,7 +324,8 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        _set_rng_state(ranks[ddp.rank] if ddp and ranks and len(ranks) == ddp.world_size else state["rng"])
         history = History.from_dict(state["history"])
         start = history.resumed_from = int(state["epoch"])
         if ckpt_dir is not None and (ckpt_dir / "best.pt").exists():
@@ -327,7 +333,8 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         if log:
             log(f"resumed from {latest} (epoch {start})")
     elif seed is not None:
-        seed_everything(seed)
+        seed_everything(seed + (ddp.rank if ddp else 0))  # per-rank dropout; DDP syncs the weights
+    net = distributed.wrap_model(model, ddp)  # the model itself when not distributed
     dev_x, dev_labels = (None, None) if dev is None else dev
     if train_size is None:
         try:
@@ -344,16 +351,17 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         dataset = getattr(train_loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
-        model.train()
+        distributed.set_epoch(train_loader, epoch)
+        net.train()
         total_loss, n_seen = 0.0, 0
         bar = _bar(progress, train_size, f"epoch {epoch + 1}/{epochs}")
-        for batch in train_loader:
+        for batch in distributed.lockstep(train_loader, ddp):
             x, y, lengths = _unpack(batch)
             x, y = x.to(dev_device, non_blocking=True), y.to(dev_device, non_blocking=True)
             lengths = None if lengths is None else lengths.to(dev_device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(dev_device.type, enabled=use_amp):
-                p = model(x, lengths) if lengths is not None else model(x)
+                p = net(x, lengths) if lengths is not None else net(x)
             loss = bce_loss(p, y)
             aux = getattr(model, "auxiliary_loss", None)
             if aux is not None:
@@ -369,10 +377,13 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
             total_loss += float(loss.detach()) * b
             n_seen += b
             if bar is not None:
-                bar.update(b)
+                bar.update(b * (ddp.world_size if ddp else 1))
                 bar.set_postfix(loss=f"{total_loss / n_seen:.3f}")
         if bar is not None:
             bar.close()
+        if ddp is not None:  # global mean loss and videos over all ranks
+            total_loss, n_seen = distributed.all_reduce_sum([total_loss, n_seen])
+            n_seen = int(n_seen)
         if n_seen == 0:
             raise InputError("the training data is empty")
         scheduler.step()
@@ -380,6 +391,7 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         g = float("nan")
         if dev_x is not None:
             g = dev_gap(model, _dev_batches(dev_x, dev_batch_size), dev_labels, dev_device, amp=use_amp)
+            g = distributed.broadcast_object(g)  # rank 0's score decides for all ranks
         history.epochs.append(epoch + 1)
         history.loss.append(total_loss / n_seen)
         history.dev_gap.append(g)
@@ -396,12 +408,14 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
             log(f"epoch {epoch + 1}/{epochs} loss {history.loss[-1]:.4f} dev_gap {g:.4f} "
                 f"lr {scheduler.get_last_lr()[0]:.3g} {history.videos_per_s[-1]:.0f} videos/s "
                 f"{history.seconds[-1]:.1f}s{' *' if improved else ''}")
-        if ckpt_dir is not None:
+        rng_ranks = distributed.all_gather_object(_rng_state()) if ddp and ckpt_dir is not None else None
+        if ckpt_dir is not None and distributed.is_main_process():
             if improved:
                 _atomic_save({"model": best_state, "epoch": epoch + 1, "dev_gap": g}, ckpt_dir / "best.pt")
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                          "rng": _rng_state(), "epoch": epoch + 1, "history": history.to_dict()},
+                          "rng": _rng_state(), "epoch": epoch + 1, "history": history.to_dict(),
+                          **({"rng_ranks": rng_ranks} if rng_ranks else {})},
                          ckpt_dir / f"epoch-{epoch + 1:04d}.pt")
             for old in ckpt_dir.iterdir():  # keep only the newest epoch checkpoint
                 m = _CKPT.match(old.name)
@@ -409,4 +423,5 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
                     old.unlink(missing_ok=True)
     if best_state is not None:
         model.load_state_dict(best_state)
+    distributed.barrier()  # rank 0 has written its last checkpoint
     return history

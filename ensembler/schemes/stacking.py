@@ -37,6 +37,7 @@ import numpy as np
 from predictions.errors import InputError
 from predictions.types import Labels
 
+from ..distributed import active_client
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
 
@@ -222,6 +223,21 @@ class _Stacker(Combiner):
         return False
 
 
+def _fit_on_dask(client, xgboost, params: dict, X: np.ndarray, y: np.ndarray):
+    """Train through xgboost's Dask interface; return an equivalent local XGBClassifier."""
+    import dask.array as da
+    from xgboost import dask as dxgb
+
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    rows = max(1, -(-len(X) // n_workers))
+    model = dxgb.DaskXGBClassifier(**params)
+    model.client = client
+    model.fit(da.from_array(X, chunks=(rows, X.shape[1])), da.from_array(y.astype(np.int8), chunks=rows))
+    local = xgboost.XGBClassifier(**params)
+    local.load_model(bytearray(model.get_booster().save_raw("ubj")))
+    return local
+
+
 @register_combiner("xgboost")
 class XGBoostStacker(_Stacker):
     """Gradient-boosted trees (xgboost ``binary:logistic``) on the candidate features.
@@ -292,13 +308,18 @@ class XGBoostStacker(_Stacker):
         n_jobs = self.n_jobs
         if n_jobs is not None and n_jobs < 0:
             n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)   # joblib convention: -1 = all cores
-        self.model_ = xgboost.XGBClassifier(
+        params = dict(
             n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
             subsample=self.subsample, colsample_bytree=self.colsample_bytree, tree_method=self.tree_method,
-            max_bin=self.max_bin, n_jobs=n_jobs, random_state=self.random_state, device=self.device_,
+            max_bin=self.max_bin, random_state=self.random_state, device=self.device_,
             objective="binary:logistic", eval_metric="logloss", feature_types=ftypes,
             enable_categorical=self.verticals is not None)
-        self.model_.fit(X, y.astype(np.int8))
+        client = active_client()
+        if client is None:
+            self.model_ = xgboost.XGBClassifier(n_jobs=n_jobs, **params)
+            self.model_.fit(X, y.astype(np.int8))
+        else:
+            self.model_ = _fit_on_dask(client, xgboost, params, X, y)
 
     def _predict(self, cands: Candidates) -> np.ndarray:
         if self.model_ is None:

@@ -1,0 +1,484 @@
+"""Benchmarks of the toolkit against plain baselines, timed in the same process on the same data.
+
+Usage::
+
+    python bench/run.py [--quick] [--only NAME ...] [--data-dir DIR] [--json OUT]
+
+Figures (``NAME``): ``gap``, ``ensemble``, ``read``, ``stacking``, ``bounded``.
+``--quick`` uses about 1/20 of the full sizes (a smoke run).
+
+Every *case* (one row of the table) runs in its own subprocess, so its peak
+memory is the process's ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (the
+resident set high-water mark, which counts numpy/h5py/C allocations that
+tracemalloc does not see). ``ours peak`` is read right after our code ran
+(before the baseline started); it includes the interpreter, the imports and the
+case's inputs held in memory (e.g. the full score matrix of the GAP figure).
+Inputs on disk are generated first, in a separate subprocess, and cached under
+``--data-dir``; generation is never timed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+C = 3862
+POOL = 40          # candidate labels per video the synthetic members choose from
+K_TOP = 20
+FIGURES = ("gap", "ensemble", "read", "stacking", "bounded")
+
+
+# =========================================================================== sizes
+def sizes(quick: bool) -> dict:
+    d = 20 if quick else 1
+    return {
+        "gap_full": [20000 // d, 200000 // d],
+        "ens_n": 200000 // d, "ens_fit": 20000 // d, "ens_k": [16, 36],
+        "stack_n": 25000 // d, "stack_m": 8,
+        "bounded_n": [100000 // d, 700000 // d], "bounded_fit": 20000 // d, "bounded_k": 4,
+        "chunk_rows": 20000 // d,
+    }
+
+
+def maxrss_mib() -> float:
+    """Peak resident set of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# =========================================================================== synthetic data
+def _pools(n: int, rng) -> np.ndarray:
+    """(n, POOL) int32 distinct labels per row (random start + increasing random gaps, mod C)."""
+    start = rng.integers(0, C, n)
+    offs = np.cumsum(rng.integers(1, (C - 1) // POOL + 1, (n, POOL)), axis=1)  # < C: distinct
+    return ((start[:, None] + offs) % C).astype(np.int32)
+
+
+def make_labels(ids, pool: np.ndarray, rng):
+    """Labels: the first 1..6 pool entries of each video (about 3.5 per video)."""
+    from predictions.types import Labels
+
+    n = len(ids)
+    cnt = rng.integers(1, 7, n)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(cnt, out=indptr[1:])
+    take = np.arange(POOL)[None, :] < cnt[:, None]
+    return Labels(ids, indptr, pool[take], C), cnt
+
+
+def make_member(ids, pool, cnt, rng, k: int = K_TOP):
+    """Top-k member: continuous random scores, the true labels (pool columns < cnt) favoured."""
+    from predictions.types import Predictions
+
+    n = len(ids)
+    signal = 0.2 + 0.5 * rng.random()
+    x = rng.random((n, POOL)) + signal * (np.arange(POOL)[None, :] < cnt[:, None])
+    x = x / (1.0 + signal)
+    order = np.argsort(-x, axis=1)[:, :k]
+    s = np.take_along_axis(x, order, axis=1).astype(np.float32)
+    lab = np.take_along_axis(pool, order, axis=1)
+    # float32 rounding may create ties; the stored order must stay non-increasing
+    s = -np.sort(-s, axis=1)
+    return Predictions(ids, s, lab.astype(np.int32), C)
+
+
+def video_ids(n: int, prefix: str) -> np.ndarray:
+    return np.array([f"{prefix}{i:07d}" for i in range(n)])
+
+
+def write_split(dirpath: Path, split: str, n: int, n_members: int, seed: int, csv_members: int = 0) -> None:
+    """Stores ``m00..`` of one split, labels (in ``labels/``) and the first ``csv_members`` as Kaggle CSVs."""
+    from predictions.csvio import write_submission
+    from predictions.labels import write_labels
+    from predictions.store import write_store
+
+    rng = np.random.default_rng(seed)
+    ids = video_ids(n, split[:1])
+    pool = _pools(n, rng)
+    labels, cnt = make_labels(ids, pool, rng)
+    (dirpath / "labels").mkdir(parents=True, exist_ok=True)
+    (dirpath / "stores").mkdir(parents=True, exist_ok=True)
+    (dirpath / "csv").mkdir(parents=True, exist_ok=True)
+    write_labels(dirpath / "labels" / f"labels.{split}.h5", labels, split=split)
+    for j in range(n_members):
+        m = make_member(ids, pool, cnt, rng)
+        write_store(dirpath / "stores" / f"m{j:02d}.{split}.full.h5", m, model=f"m{j:02d}", split=split)
+        if j < csv_members:
+            write_submission(dirpath / "csv" / f"m{j:02d}.{split}.csv", m, top=K_TOP)
+
+
+def prepare(name: str, S: dict, data: Path) -> None:
+    """Generate (once) the on-disk inputs of figure ``name``."""
+    def once(tag: str, fn):
+        d = data / tag
+        if (d / "DONE").exists():
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        fn(d)
+        (d / "DONE").write_text("ok\n")
+        print(f"  generated {tag} in {time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)
+
+    if name in ("ensemble", "read", "gap"):
+        kmax = max(S["ens_k"])
+        once("ens", lambda d: (write_split(d, "heldout", S["ens_fit"], kmax, 1),
+                               write_split(d, "test", S["ens_n"], kmax, 2, csv_members=kmax)))
+    if name == "bounded":
+        for n in S["bounded_n"]:
+            once(f"bounded{n}", lambda d: (write_split(d, "heldout", S["bounded_fit"], S["bounded_k"], 3),
+                                           write_split(d, "test", n, S["bounded_k"], 4)))
+
+
+# =========================================================================== baselines (plain, like eval_util)
+def baseline_gap_rows(row_scores, row_labels, truth_lists, k: int, num_positives: int) -> float:
+    """GAP@k written plainly: per-video top-k, pooled python list, sort, running precision.
+
+    ``row_scores(i)`` gives video i's scores (1-D), ``row_labels(i)`` their label
+    ids (None: position = label). Ties in the pooled list: negatives first.
+    """
+    pooled = []
+    for i, truth in enumerate(truth_lists):
+        s = row_scores(i)
+        labs = row_labels(i)
+        if len(s) > k:
+            top = np.argpartition(s, -k)[-k:]          # as eval_util's top_k_by_class
+        else:
+            top = np.arange(len(s))
+        pos = set(truth)
+        for j in top.tolist():
+            lab = j if labs is None else int(labs[j])
+            pooled.append((float(s[j]), lab in pos))
+    pooled.sort(key=lambda e: (-e[0], e[1]))
+    hits, ap = 0, 0.0
+    for rank, (_, is_pos) in enumerate(pooled, 1):
+        if is_pos:
+            hits += 1
+            ap += hits / rank
+    return ap / num_positives if num_positives else 0.0
+
+
+def naive_pandas_ensemble(csv_paths, weights, k: int = K_TOP):
+    """Kaggle-CSV ensembling the way a notebook does it: explode pairs, groupby-sum, top k per video."""
+    import pandas as pd
+
+    acc = None
+    for path, w in zip(csv_paths, weights):
+        df = pd.read_csv(path)
+        tok = df["LabelConfidencePairs"].str.split()
+        long = pd.DataFrame({"VideoId": df["VideoId"], "label": tok.str[0::2], "score": tok.str[1::2]})
+        long = long.explode(["label", "score"])
+        long["label"] = long["label"].astype(np.int64)
+        long["score"] = long["score"].astype(np.float64) * w
+        part = long.groupby(["VideoId", "label"])["score"].sum()
+        acc = part if acc is None else acc.add(part, fill_value=0.0)
+    out = acc.reset_index().sort_values(["VideoId", "score"], ascending=[True, False])
+    return out.groupby("VideoId").head(k)
+
+
+def pandas_read_csv(path, k: int = K_TOP):
+    """One Kaggle CSV to (ids, labels (n, k), scores (n, k)) with pandas."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    parts = df["LabelConfidencePairs"].str.split(" ", expand=True)
+    labels = parts.iloc[:, 0::2].astype(np.int32).to_numpy()
+    scores = parts.iloc[:, 1::2].astype(np.float32).to_numpy()
+    return df["VideoId"].to_numpy(), labels, scores
+
+
+# =========================================================================== timing
+def timed(fn, repeat_under: float = 1.0, max_repeat: int = 3):
+    """(best seconds, result): repeated (up to ``max_repeat``) while a run takes < ``repeat_under`` s."""
+    best, out = None, None
+    for _ in range(max_repeat):
+        t = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t
+        best = dt if best is None else min(best, dt)
+        if dt >= repeat_under:
+            break
+    return best, out
+
+
+def row(figure, case, ours, base, *, ours_peak, check="", note="", base_label="baseline"):
+    return {"figure": figure, "case": case, "ours_s": ours, "base_s": base,
+            "ratio": (base / ours) if ours and base else None, "ours_peak_mib": ours_peak,
+            "proc_peak_mib": maxrss_mib(), "check": check, "note": note, "base_label": base_label,
+            "load": loadavg()}
+
+
+# =========================================================================== cases
+def case_gap_full(S, data, n):
+    from predictions import metrics
+    from predictions.types import Labels, Predictions
+
+    rng = np.random.default_rng(10 + n)
+    ids = video_ids(n, "f")
+    pool = _pools(n, rng)
+    truth, cnt = make_labels(ids, pool, rng)
+    avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    dtype = np.float32 if n * C * 4 * 2.5 < avail else np.float16
+    scores = np.empty((n, C), dtype=dtype)
+    for a in range(0, n, 2048):
+        b = min(n, a + 2048)
+        x = rng.random((b - a, C), dtype=np.float32) * np.float32(0.9)
+        rows = np.repeat(np.arange(b - a), cnt[a:b])
+        x[rows, truth.indices[truth.indptr[a]:truth.indptr[b]]] += np.float32(0.1) + rng.random(len(rows), np.float32) * np.float32(0.5)
+        x = np.minimum(x, 1.0).astype(dtype)
+        # no ties among the top k+1 of a row, so which labels make the cut is unambiguous
+        top = -np.sort(-np.partition(x, C - K_TOP - 1, axis=1)[:, C - K_TOP - 1:], axis=1)
+        for r in np.flatnonzero((top[:, 1:] == top[:, :-1]).any(axis=1)):
+            while True:
+                x[r] = np.minimum(x[r] + rng.random(C, np.float32).astype(dtype) * dtype(1e-3), 1).astype(dtype)
+                t = -np.sort(-x[r])[:K_TOP + 1]
+                if not (t[1:] == t[:-1]).any():
+                    break
+        scores[a:b] = x
+    pred = Predictions(ids, scores, None, C)
+    t_ours, g_ours = timed(lambda: metrics.gap(pred, truth, k=K_TOP))
+    peak = maxrss_mib()
+    lists = [l.tolist() for l in truth.lists()]
+    t_base, g_base = timed(lambda: baseline_gap_rows(lambda i: scores[i], lambda i: None, lists, K_TOP,
+                                                    len(truth.indices)), max_repeat=1)
+    ok = abs(g_ours - g_base) <= 1e-12
+    return row("1 GAP@20", f"full N={n} ({np.dtype(dtype).name})", t_ours, t_base, ours_peak=peak,
+               check=f"{'equal' if ok else 'DIFFERENT'} |d|={abs(g_ours - g_base):.1e} gap={g_ours:.6f}",
+               note="peak includes the (N, C) matrix", base_label="plain python (argpartition per video)")
+
+
+def case_gap_topk(S, data):
+    from predictions import metrics
+    from predictions.labels import read_labels
+    from predictions.store import read_store
+
+    d = data / "ens"
+    pred = read_store(d / "stores" / "m00.test.full.h5")
+    truth = read_labels(d / "labels" / "labels.test.h5").reindex(pred.ids)
+    t_ours, g_ours = timed(lambda: metrics.gap(pred, truth, k=K_TOP))
+    peak = maxrss_mib()
+    lists = [l.tolist() for l in truth.lists()]
+    sc, ix = pred.scores, pred.indices
+    t_base, g_base = timed(lambda: baseline_gap_rows(lambda i: sc[i], lambda i: ix[i], lists, K_TOP,
+                                                    len(truth.indices)), max_repeat=1)
+    ok = abs(g_ours - g_base) <= 1e-12
+    return row("1 GAP@20", f"top-20 store N={len(pred)}", t_ours, t_base, ours_peak=peak,
+               check=f"{'equal' if ok else 'DIFFERENT'} |d|={abs(g_ours - g_base):.1e} gap={g_ours:.6f}",
+               base_label="plain python (sort per video)")
+
+
+def case_ensemble(S, data, n_members, weights):
+    import tempfile
+
+    from ensembler.build import build
+
+    d = data / "ens"
+    names = [f"m{j:02d}" for j in range(n_members)]
+    paths = [str(d / "stores" / f"{m}.{s}.full.h5") for m in names for s in ("heldout", "test")]
+    with tempfile.TemporaryDirectory(dir=data) as out:
+        def ours():
+            return build(paths, weights=weights, labels=[str(d / "labels" / "labels.heldout.h5")], out=out,
+                         name=f"ens-{weights}", chunk_rows=S["chunk_rows"], progress=False, log=lambda *a: None)
+        t_ours, rec = timed(ours, repeat_under=1e9, max_repeat=1)
+        peak = maxrss_mib()
+        from predictions.store import read_store
+        ens = read_store(rec["outputs"]["test"])
+    w = rec["fitted"].get("weights")
+    w = [w[m] for m in names] if w else [1.0 / n_members] * n_members
+    csvs = [d / "csv" / f"{m}.test.csv" for m in names]
+    t_base, top = timed(lambda: naive_pandas_ensemble(csvs, w), repeat_under=1e9, max_repeat=1)
+    # check: the naive top-1 label agrees with ours for (almost) every video
+    first = top.groupby("VideoId").head(1).set_index("VideoId")["label"]
+    agree = float(np.mean(first.reindex(ens.ids).to_numpy() == ens.indices[:, 0]))
+    return row("2 ensemble", f"{weights} K={n_members} N={S['ens_n']}", t_ours, t_base, ours_peak=peak,
+               check=f"top-1 agrees {agree:.4f}",
+               note=f"ours: build() fit on {S['ens_fit']} held-out videos + stream the N test videos "
+                    f"(chunk {S['chunk_rows']}) into a store",
+               base_label="pandas: read CSVs, explode, groupby-sum, top-20")
+
+
+def case_read(S, data):
+    from predictions.csvio import read_submission
+    from predictions.store import read_store
+
+    d = data / "ens"
+    store, csv = d / "stores" / "m00.test.full.h5", d / "csv" / "m00.test.csv"
+    t_ours, p = timed(lambda: read_store(store))
+    peak = maxrss_mib()
+    t_pd, (ids, lab, sc) = timed(lambda: pandas_read_csv(csv))
+    t_csv, q = timed(lambda: read_submission(csv, C))
+    ok = np.array_equal(ids.astype(str), p.ids) and np.array_equal(lab, p.indices) and np.array_equal(q.indices, p.indices)
+    note = f"csvio.read_submission: {t_csv:.3f}s ({t_csv / t_ours:.0f}x the store)"
+    return row("3 read", f"one member N={len(p)} top-20", t_ours, t_pd, ours_peak=peak,
+               check="same labels" if ok else "DIFFERENT", note=note, base_label="pandas.read_csv + split")
+
+
+def case_stacking(S, data):
+    import tempfile
+
+    from ensembler.candidates import Candidates
+    from ensembler.schemes.stacking import XGBoostStacker, _import_xgboost
+
+    rng = np.random.default_rng(7)
+    n, m = S["stack_n"], S["stack_m"]
+    ids = video_ids(n, "s")
+    pool = _pools(n, rng)
+    labels, cnt = make_labels(ids, pool, rng)
+    cands = Candidates.from_members([make_member(ids, pool, cnt, rng) for _ in range(m)])
+    y = cands.targets(labels)
+    stacker = XGBoostStacker(n_estimators=300, n_jobs=2, random_state=0, device="cpu")
+    t_ours, _ = timed(lambda: stacker.fit(cands, labels), repeat_under=1e9, max_repeat=1)
+    peak = maxrss_mib()
+    xgb = _import_xgboost()
+    X = np.column_stack([cands.scores, cands.ranks.astype(np.float32), cands.present.astype(np.float32)])
+    plain = xgb.XGBClassifier(n_estimators=300, n_jobs=2, random_state=0, tree_method="hist")
+    t_base, _ = timed(lambda: plain.fit(X, y), repeat_under=1e9, max_repeat=1)
+    return row("4 stacking", f"xgboost 300 rounds, R={len(cands)} rows, M={m}", t_ours, t_base, ours_peak=peak,
+               note="ours: XGBoostStacker.fit incl. features (n_jobs=2, max_bin=64, depth 6)",
+               base_label="XGBClassifier defaults on raw score/rank/present (max_bin 256)")
+
+
+def case_bounded(S, data, n):
+    import tempfile
+
+    from ensembler.build import build
+
+    d = data / f"bounded{n}"
+    paths = sorted(str(p) for p in (d / "stores").glob("*.h5"))
+    with tempfile.TemporaryDirectory(dir=data) as out:
+        t_ours, rec = timed(lambda: build(paths, weights="uniform", out=out, chunk_rows=S["chunk_rows"],
+                                          progress=False, log=lambda *a: None), repeat_under=1e9, max_repeat=1)
+    peak = maxrss_mib()
+    return {"n": n, "seconds": t_ours, "peak": peak, "load": loadavg()}
+
+
+def run_case(spec: str, S: dict, data: Path) -> dict:
+    name, _, arg = spec.partition(":")
+    if name == "gap_full":
+        return case_gap_full(S, data, int(arg))
+    if name == "gap_topk":
+        return case_gap_topk(S, data)
+    if name == "ensemble":
+        k, w = arg.split(",")
+        return case_ensemble(S, data, int(k), w)
+    if name == "read":
+        return case_read(S, data)
+    if name == "stacking":
+        return case_stacking(S, data)
+    if name == "bounded":
+        return case_bounded(S, data, int(arg))
+    raise SystemExit(f"unknown case {spec}")
+
+
+def cases_of(fig: str, S: dict) -> list[str]:
+    if fig == "gap":
+        return [f"gap_full:{n}" for n in S["gap_full"]] + ["gap_topk"]
+    if fig == "ensemble":
+        return [f"ensemble:{k},{w}" for k in S["ens_k"] for w in ("uniform", "gap")]
+    if fig == "read":
+        return ["read"]
+    if fig == "stacking":
+        return ["stacking"]
+    if fig == "bounded":
+        return [f"bounded:{n}" for n in S["bounded_n"]]
+    raise SystemExit(f"unknown figure {fig}")
+
+
+# =========================================================================== driver
+def _sub(args: list[str]) -> dict | None:
+    cmd = [sys.executable, str(Path(__file__).resolve())] + args
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        return {"error": f"{' '.join(args)} failed (rc {proc.returncode})"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def fmt(x, unit="s"):
+    return "-" if x is None else f"{x:.3f}{unit}" if x < 10 else f"{x:.1f}{unit}"
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| figure | case | ours | baseline | ratio | ours peak RSS | process peak | check | baseline | note |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| error | {r['error']} |||||||||")
+            continue
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}x"
+        out.append(f"| {r['figure']} | {r['case']} | {fmt(r['ours_s'])} | {fmt(r['base_s'])} | {ratio} | "
+                   f"{r['ours_peak_mib']:.0f} MiB | {r['proc_peak_mib']:.0f} MiB | {r['check']} | "
+                   f"{r['base_label']} | {r['note']} (load {r['load']}) |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="~1/20 sizes (smoke run)")
+    ap.add_argument("--only", nargs="+", choices=FIGURES, help="figures to run (default all)")
+    ap.add_argument("--data-dir", type=Path, help="cache of generated inputs (default /tmp/yt8m-bench-<size>)")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--_prepare", help=argparse.SUPPRESS)
+    ap.add_argument("--_case", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    S = sizes(args.quick)
+    data = args.data_dir or Path(f"/tmp/yt8m-bench-{'quick' if args.quick else 'full'}")
+    data.mkdir(parents=True, exist_ok=True)
+    common = (["--quick"] if args.quick else []) + ["--data-dir", str(data)]
+    if args._prepare:
+        prepare(args._prepare, S, data)
+        print("{}")
+        return 0
+    if args._case:
+        print(json.dumps(run_case(args._case, S, data)))
+        return 0
+
+    figs = args.only or list(FIGURES)
+    print(f"# bench ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, load {loadavg()}", flush=True)
+    rows = []
+    for fig in figs:
+        err = _sub(["--_prepare", fig] + common)
+        if err and "error" in err:
+            rows.append(err)
+            continue
+        results = [_sub(["--_case", c] + common) for c in cases_of(fig, S)]
+        if fig == "bounded":
+            if any("error" in r for r in results):
+                rows.extend(r for r in results if "error" in r)
+                continue
+            small, big = results
+            rows.append({"figure": "5 bounded", "case": f"build uniform K={S['bounded_k']} N={big['n']} "
+                         f"vs N={small['n']} (chunk {S['chunk_rows']})",
+                         "ours_s": big["seconds"], "base_s": small["seconds"], "ratio": None,
+                         "ours_peak_mib": big["peak"], "proc_peak_mib": small["peak"],
+                         "check": f"peak ratio {big['peak'] / small['peak']:.2f} for {big['n'] / small['n']:.0f}x N",
+                         "note": "'baseline' = the same build at the small N; process peak = its peak",
+                         "base_label": f"same build, N={small['n']}", "load": big["load"]})
+        else:
+            rows.extend(results)
+        for r in rows[-len(results):]:
+            print(json.dumps(r), flush=True)
+    text = table(rows)
+    print(text)
+    print(f"# load average at end: {loadavg()}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

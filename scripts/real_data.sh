@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Measure producers and every ensembling scheme on REAL YouTube-8M data.
+#
+# Usage: bash scripts/real_data.sh [RUN_DIR]        (default /work/real-run; keep it outside the repo)
+#
+# Data: the 14,547 videos of the official YouTube-8M 2018 video-level validate shards
+# validate0000-0049 in ../shared/data/yt8m2018-video-validate (see its PROVENANCE.md; 3862 classes,
+# ~3 labels/video). They are read in place and never copied into the repo or the run dir.
+#
+# Split rule (the same for every producer and every ensemble, computed from the ids alone):
+# predictions.split.assign_splits(ids, heldout=3000, eval=3000) with the default salt.
+#   - train   : the remaining 8,547 videos; each producer trains on them minus its 5% dev
+#               (predictions.split.dev_mask) used for early stopping;
+#   - heldout : 3,000 videos where every ensemble is fitted (and its cross-fitted estimate computed);
+#   - eval    : 3,000 videos that no producer and no combiner has seen; all reported numbers are on it.
+#
+# Producers: configs/real/*.toml (video-level; epochs sized for <= ~6 min each on 2 shared CPU
+# cores), trained one at a time, each predicting heldout and eval with top_k 100. A producer whose
+# eval store already exists is skipped, so a rerun resumes. Then `ensemble build` for every scheme of
+# `ensemble schemes`, over the producer stores only, named ens-<scheme>, written to RUN_DIR/ensembles;
+# `ensemble evaluate --split eval`; `ensemble report` into RUN_DIR/report. Timings go to
+# RUN_DIR/timings.tsv; build results (JSON) to RUN_DIR/builds/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+RUN=$(realpath -m "${1:-/work/real-run}")
+DATA=$(realpath -m "$REPO/../shared/data")
+case "$RUN/" in "$REPO"/*) echo "RUN_DIR must be outside the repo: $RUN" >&2; exit 2;; esac
+if ! ls "$DATA"/yt8m2018-video-validate/validate*.tfrecord >/dev/null 2>&1; then
+  echo "real data not found under $DATA/yt8m2018-video-validate" >&2; exit 2
+fi
+bash scripts/setup.sh
+. .venv/bin/activate
+mkdir -p "$RUN/configs" "$RUN/builds" "$RUN/ensembles"
+TIMES="$RUN/timings.tsv"
+[ -f "$TIMES" ] || printf 'kind\tname\tseconds\tstatus\n' > "$TIMES"
+now() { date +%s.%N; }
+elapsed() { python -c "print(f'{$2 - $1:.1f}')"; }
+
+PRODUCERS=(lr moe moe4 mlp mlp_cg residualcnn hmoe chain lstm_translator)
+MEMBERS=()
+for name in "${PRODUCERS[@]}"; do
+  cfg="$RUN/configs/$name.toml"
+  sed -e "s|^run_dir = .*|run_dir = \"$RUN\"|" \
+      -e "s|\"\.\./\.\./\.\./shared/data|\"$DATA|" "configs/real/$name.toml" > "$cfg"
+  if [ ! -f "$RUN/predictions/$name.eval.full.h5" ]; then
+    echo "=== train $name ($(date +%T))"
+    t0=$(now)
+    if produce train "$cfg" --quiet; then st=ok; else st=FAILED; fi
+    printf 'train\t%s\t%s\t%s\n' "$name" "$(elapsed "$t0" "$(now)")" "$st" >> "$TIMES"
+    [ "$st" = ok ] || continue
+    t0=$(now)
+    if produce predict "$cfg" --quiet; then st=ok; else st=FAILED; fi
+    printf 'predict\t%s\t%s\t%s\n' "$name" "$(elapsed "$t0" "$(now)")" "$st" >> "$TIMES"
+    [ "$st" = ok ] || continue
+  fi
+  MEMBERS+=("$RUN/predictions/$name.heldout.full.h5" "$RUN/predictions/$name.eval.full.h5")
+done
+
+echo "=== producers on eval ($(date +%T))"
+ensemble evaluate --members "${MEMBERS[@]}" --labels "$RUN/labels" --split eval | tee "$RUN/producers.eval.txt"
+ensemble evaluate --json --members "${MEMBERS[@]}" --labels "$RUN/labels" --split eval > "$RUN/producers.eval.json"
+
+for scheme in $(ensemble schemes | awk '{print $1}'); do
+  echo "=== build ens-$scheme ($(date +%T))"
+  t0=$(now)
+  if ensemble build --json --weights="$scheme" --members "${MEMBERS[@]}" --labels "$RUN/labels" \
+       --out "$RUN/ensembles" --name "ens-$scheme" --seed 0 > "$RUN/builds/ens-$scheme.json.tmp"; then
+    mv "$RUN/builds/ens-$scheme.json.tmp" "$RUN/builds/ens-$scheme.json"; st=ok
+  else
+    st=FAILED
+  fi
+  printf 'build\tens-%s\t%s\t%s\n' "$scheme" "$(elapsed "$t0" "$(now)")" "$st" >> "$TIMES"
+done
+
+echo "=== ensembles on eval ($(date +%T))"
+ensemble evaluate --members "$RUN/ensembles" --labels "$RUN/labels" --split eval | tee "$RUN/ensembles.eval.txt"
+ensemble evaluate --json --members "$RUN/ensembles" --labels "$RUN/labels" --split eval > "$RUN/ensembles.eval.json"
+ensemble report --members "${MEMBERS[@]}" "$RUN/ensembles" --labels "$RUN/labels" --split eval \
+  --builds "$RUN/ensembles" --vocabulary "$DATA/yt8m-vocabulary/vocabulary_2018_3862.csv" \
+  --title "YouTube-8M 2018 validate (real): producers and ensembles on the eval split" --out "$RUN/report"
+echo "done ($(date +%T)): $RUN/report/index.html, timings $TIMES"
