@@ -19,10 +19,8 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -36,9 +34,9 @@ from predictions.types import Predictions
 from .base import Combiner, create_combiner
 from .candidates import Candidates
 from .crossfit import crossfit
-from .distributed import map_ordered, read_chunk, use_client
+from .distributed import map_ordered, use_client
 from .evaluate import evaluate_members, find_labels
-from .members import Member, align_members, discover, mean_of_crops, read_members
+from .members import ChunkTask, align_members, chunk_tasks, discover, read_chunk, read_members
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -71,34 +69,13 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
-@dataclass(frozen=True)
-class ChunkTask:
-    """One row chunk of aligned members: per member its store paths, per store the rows to read."""
-
-    paths: list
-    rows: list
-    ids: np.ndarray
-
-
-def chunk_tasks(members: list[Member], alignment, chunk_rows: int) -> Iterator[ChunkTask]:
-    """The chunks of ``alignment.ids``, ``chunk_rows`` videos each, as self-contained tasks."""
-    if chunk_rows < 1:
-        raise InputError(f"--chunk-rows must be >= 1, got {chunk_rows}")
-    paths = [m.paths for m in members]
-    for a in range(0, len(alignment.ids), chunk_rows):
-        yield ChunkTask(paths, [r[a:a + chunk_rows] for r in alignment.rows], alignment.ids[a:a + chunk_rows])
-
-
 def combine_chunk(task: ChunkTask, combiner: Combiner, names, member_ks, k_out: int, member_k: int | None,
                   reader_for=None) -> Predictions:
-    """Read one chunk, fold crops, combine with the fitted scheme: the chunk's top ``k_out`` predictions.
+    """Read one chunk and combine it with the fitted scheme: the chunk's top ``k_out`` predictions.
 
     Runs in this process or on a Dask worker (``reader_for`` None: stores opened by path and cached).
     """
-    parts = read_chunk(task.paths, task.rows, task.ids, reader_for=reader_for)
-    preds = [mean_of_crops(p, k) for p, k in zip(parts, member_ks)]
-    if member_k is not None:
-        preds = [p.topk(member_k) for p in preds]
+    preds = read_chunk(task, member_ks, member_k=member_k, reader_for=reader_for)
     cands = Candidates.from_members(preds, names)
     return cands.to_predictions(combiner.predict_scores(cands), k=k_out)
 
@@ -208,7 +185,8 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
             pred = read_store(path)
             scores[split] = {"ensemble": metrics.evaluate(pred, truth[split].reindex(pred.ids))}
             if split != fit_split:
-                scores[split]["members"] = evaluate_members(split_members, truth[split], chunk_rows=chunk_rows)
+                scores[split]["members"] = evaluate_members(split_members, truth[split], chunk_rows=chunk_rows,
+                                                            client=client)
     record["outputs"] = outputs
     record["scores"] = scores
     record["build_seconds"] = time.perf_counter() - t0

@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--k", type=int, default=20, help="GAP@k (default 20)")
     e.add_argument("--chunk-rows", type=int, default=50000, help="videos per streamed chunk")
     e.add_argument("--fold-crops", choices=("mean", "none"), default="mean")
+    e.add_argument("--scheduler", metavar="ADDRESS", help="read and score chunks on a Dask cluster")
 
     s = add("submit", "write a Kaggle submission CSV from a store",
             "example:\n  ensemble submit runs/demo/predictions/ens-uniform.test.full.h5 --out submission.csv")
@@ -164,7 +165,9 @@ def _cmd_evaluate(args) -> list:
     by_split = discover(args.members, fold_crops=args.fold_crops)
     if args.split not in by_split:
         raise InputError(f"no store of split {args.split!r} among {args.members}")
-    rows = evaluate_members(by_split[args.split], truth[args.split], k=args.k, chunk_rows=args.chunk_rows)
+    with _client(args.scheduler) as client:
+        rows = evaluate_members(by_split[args.split], truth[args.split], k=args.k, chunk_rows=args.chunk_rows,
+                                client=client)
     _say(args, f"{args.split} split, GAP@{args.k}:\n" + format_table(rows))
     return rows
 

@@ -17,11 +17,7 @@ import contextlib
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
-
 from predictions.errors import InputError
-from predictions.store import open_store
-from predictions.types import Predictions
 
 _ACTIVE = []
 
@@ -71,31 +67,3 @@ def map_ordered(client, fn: Callable, items: Iterable, *args, window: int | None
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
-
-
-# --- work done on the workers ---------------------------------------------------------
-_READERS: dict = {}
-
-
-def _reader(path: str):
-    """Per-process cache of open stores, so a worker opens each file once."""
-    r = _READERS.get(path)
-    if r is None:
-        r = _READERS[path] = open_store(path)
-    return r
-
-
-def read_chunk(paths: list[list[str]], rows: list[np.ndarray], ids: np.ndarray,
-               reader_for=None) -> list[list[Predictions]]:
-    """Per member, the Predictions of its stores (crops) at ``rows``; each checked against ``ids``."""
-    from predictions.types import check_aligned
-    out, j = [], 0
-    for member_paths in paths:
-        parts = []
-        for p in member_paths:
-            pred = (reader_for or _reader)(p).read_rows(rows[j])
-            check_aligned(pred.ids, ids, f"{p} rows and the alignment")
-            parts.append(pred)
-            j += 1
-        out.append(parts)
-    return out

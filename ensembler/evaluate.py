@@ -10,9 +10,10 @@ from predictions import metrics
 from predictions.errors import InputError
 from predictions.labels import read_labels
 from predictions.store import expand_paths
-from predictions.types import Labels
+from predictions.types import Labels, Predictions
 
-from .members import Member, align_members, concat, iter_member_chunks
+from .distributed import map_ordered
+from .members import ChunkTask, Member, align_members, chunk_tasks, concat, read_chunk
 
 _LABELS_NAME = re.compile(r"^labels\.(?P<split>[A-Za-z0-9_-]+)\.h5$")
 
@@ -33,19 +34,33 @@ def find_labels(patterns) -> dict[str, Labels]:
     return out
 
 
-def evaluate_member(member: Member, labels: Labels, *, k: int = 20, chunk_rows: int = 50000) -> dict:
-    """GAP@k, MAP, Hit@1, PERR of one member on the videos it predicts (top-k kept per chunk)."""
+def _topk_chunk(task: ChunkTask, member_ks, k: int, reader_for=None) -> Predictions:
+    """One chunk of one member, cut to its top ``k`` (runs here or on a Dask worker)."""
+    return read_chunk(task, member_ks, reader_for=reader_for)[0].topk(k)
+
+
+def evaluate_member(member: Member, labels: Labels, *, k: int = 20, chunk_rows: int = 50000, client=None) -> dict:
+    """GAP@k, MAP, Hit@1, PERR of one member on the videos it predicts.
+
+    Streams over row chunks keeping only each video's top ``k``, so memory is
+    O(videos x k); with a Dask ``client`` the chunks are read on its workers.
+    """
     alignment = align_members([member])
-    chunks = [parts[0].topk(k) for parts in iter_member_chunks([member], alignment, chunk_rows=chunk_rows)]
+    tasks = chunk_tasks([member], alignment, chunk_rows)
+    if client is None:
+        local = dict(zip(member.paths, member.readers))
+        chunks = [_topk_chunk(t, [member.k], k, reader_for=local.__getitem__) for t in tasks]
+    else:
+        chunks = list(map_ordered(client, _topk_chunk, tasks, [member.k], k))
     pred = concat(chunks)
     truth = labels.reindex(pred.ids)
-    row = metrics.evaluate(pred, truth, k=k)
-    return {"name": member.name, **row}
+    return {"name": member.name, **metrics.evaluate(pred, truth, k=k)}
 
 
-def evaluate_members(members: list[Member], labels: Labels, *, k: int = 20, chunk_rows: int = 50000) -> list[dict]:
+def evaluate_members(members: list[Member], labels: Labels, *, k: int = 20, chunk_rows: int = 50000,
+                     client=None) -> list[dict]:
     """One metrics row per member, best GAP first."""
-    rows = [evaluate_member(m, labels, k=k, chunk_rows=chunk_rows) for m in members]
+    rows = [evaluate_member(m, labels, k=k, chunk_rows=chunk_rows, client=client) for m in members]
     return sorted(rows, key=lambda r: -r["gap"])
 
 

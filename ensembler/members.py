@@ -14,10 +14,10 @@ from typing import Iterator
 
 import numpy as np
 
-from predictions.align import align_stores, iter_aligned
+from predictions.align import align_stores
 from predictions.errors import InputError
 from predictions.store import StoreReader, expand_paths, open_store
-from predictions.types import Predictions
+from predictions.types import Predictions, check_aligned
 
 from .candidates import DEFAULT_K_FULL, Candidates
 
@@ -102,17 +102,62 @@ def align_members(members: list[Member], *, require_same_ids: bool = False, allo
                         allow_identical=allow_identical)
 
 
+@dataclass(frozen=True)
+class ChunkTask:
+    """One row chunk of aligned members, self-contained (paths, not open files), so it can run on
+    a Dask worker: per member its store paths, per store the rows to read, and the chunk's ids."""
+
+    paths: list
+    rows: list
+    ids: np.ndarray
+
+
+def chunk_tasks(members: list[Member], alignment, chunk_rows: int) -> Iterator[ChunkTask]:
+    """The chunks of ``alignment.ids``, ``chunk_rows`` videos each."""
+    if chunk_rows < 1:
+        raise InputError(f"--chunk-rows must be >= 1, got {chunk_rows}")
+    paths = [m.paths for m in members]
+    for a in range(0, len(alignment.ids), chunk_rows):
+        yield ChunkTask(paths, [r[a:a + chunk_rows] for r in alignment.rows], alignment.ids[a:a + chunk_rows])
+
+
+_READERS: dict = {}
+
+
+def _cached_reader(path: str) -> StoreReader:
+    """Per-process cache of open stores, so a Dask worker opens each file once."""
+    reader = _READERS.get(path)
+    if reader is None:
+        reader = _READERS[path] = open_store(path)
+    return reader
+
+
+def read_chunk(task: ChunkTask, member_ks, *, member_k: int | None = None, reader_for=None) -> list[Predictions]:
+    """Per member, its predictions for ``task.ids`` (crops folded by their mean, alignment checked).
+
+    ``reader_for(path)`` returns an open store (default: open by path and cache).
+    """
+    reader_for = reader_for or _cached_reader
+    out, j = [], 0
+    for member_paths, k in zip(task.paths, member_ks):
+        parts = []
+        for path in member_paths:
+            pred = reader_for(path).read_rows(task.rows[j])
+            check_aligned(pred.ids, task.ids, f"{path} rows and the alignment")
+            parts.append(pred)
+            j += 1
+        folded = mean_of_crops(parts, k)
+        out.append(folded if member_k is None else folded.topk(member_k))
+    return out
+
+
 def iter_member_chunks(members: list[Member], alignment, *, chunk_rows: int = 20000,
                        member_k: int | None = None) -> Iterator[list[Predictions]]:
-    """Yield lists of per-member Predictions for successive chunks of ``alignment.ids``.
-
-    ``member_k`` cuts every member to its top ``member_k`` labels first.
-    """
-    readers = [r for m in members for r in m.readers]
-    bounds = np.cumsum([0] + [len(m.readers) for m in members])
-    for _ids, parts in iter_aligned(readers, alignment, chunk_rows=chunk_rows):
-        folded = [m.fold(parts[a:b]) for m, a, b in zip(members, bounds[:-1], bounds[1:])]
-        yield folded if member_k is None else [p.topk(member_k) for p in folded]
+    """Yield lists of per-member Predictions for successive chunks of ``alignment.ids`` (in this process)."""
+    local = {p: r for m in members for p, r in zip(m.paths, m.readers)}
+    ks = [m.k for m in members]
+    for task in chunk_tasks(members, alignment, chunk_rows):
+        yield read_chunk(task, ks, member_k=member_k, reader_for=local.__getitem__)
 
 
 def read_members(members: list[Member], alignment, **kw) -> list[Predictions]:

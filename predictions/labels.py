@@ -66,7 +66,7 @@ def read_labels(path) -> Labels:
             return _read(f, path)
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
         raise InputError(f"not a readable HDF5 labels file ({_oserror(err)})", path) from None
 
 
@@ -114,5 +114,5 @@ def read_labels_meta(path) -> dict:
         with h5py.File(path, "r") as f:
             return {k: (_str(v) if isinstance(v, (str, bytes)) else v.item() if hasattr(v, "item") else v)
                     for k, v in f.attrs.items()}
-    except OSError as err:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
         raise InputError(f"not a readable HDF5 labels file ({_oserror(err)})", path) from None

@@ -386,14 +386,15 @@ class StoreReader:
             raise InputError("is a directory, expected a predictions store (.h5)", self.path)
         try:
             self._file = h5py.File(self.path, "r")
-        except OSError as err:
+        except (OSError, RuntimeError, ValueError) as err:  # HDF5 errors surface as any of these
             raise InputError(f"not a readable HDF5 file ({_oserror(err)})", self.path) from None
         try:
             self._open()
         except InputError:
             self.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError) as err:
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+            # a corrupt object header or symbol table: h5py raises RuntimeError, KeyError, ...
             self.close()
             raise InputError(f"corrupt HDF5 file ({_oserror(err)})", self.path) from None
 
@@ -498,7 +499,7 @@ class StoreReader:
         try:
             scores = self._scores[start:stop]
             indices = None if self._indices is None else self._indices[start:stop]
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
             raise InputError(f"corrupt data in rows {start}..{stop - 1} ({_oserror(err)})", self.path) from None
         return scores, indices
 

@@ -383,7 +383,7 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
             bar.close()
         if ddp is not None:  # global mean loss and videos over all ranks
             total_loss, n_seen = distributed.all_reduce_sum([total_loss, n_seen])
-            n_seen = int(n_seen)
+            total_loss, n_seen = float(total_loss), int(n_seen)
         if n_seen == 0:
             raise InputError("the training data is empty")
         scheduler.step()

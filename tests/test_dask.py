@@ -56,3 +56,13 @@ def test_xgboost_trains_through_dask(run, tmp_path, client):
     # trees may differ; the held-out quality must not.
     assert gaps[1] == pytest.approx(gaps[0], abs=0.02)
     assert gaps[1] > max(r["gap"] for r in dist["scores"]["eval"]["members"])
+
+
+def test_evaluate_on_dask_equals_single_process(run, client):
+    from ensembler.evaluate import evaluate_members
+    from ensembler.members import discover
+    members = discover([str(run["predictions"])])["eval"]
+    truth = run["truth"]["eval"]
+    local = evaluate_members(members, truth, chunk_rows=64)
+    dist = evaluate_members(members, truth, chunk_rows=64, client=client)
+    assert local == dist and len(local) == len(members)
