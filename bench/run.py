@@ -238,12 +238,12 @@ def case_gap_full(S, data, n):
         x = rng.random((b - a, C), dtype=np.float32) * np.float32(0.9)
         rows = np.repeat(np.arange(b - a), cnt[a:b])
         x[rows, truth.indices[truth.indptr[a]:truth.indptr[b]]] += np.float32(0.1) + rng.random(len(rows), np.float32) * np.float32(0.5)
-        x = np.minimum(x, 1.0).astype(dtype)
+        x = (x / np.float32(1.5)).astype(dtype)  # < 1, continuous
         # no ties among the top k+1 of a row, so which labels make the cut is unambiguous
         top = -np.sort(-np.partition(x, C - K_TOP - 1, axis=1)[:, C - K_TOP - 1:], axis=1)
         for r in np.flatnonzero((top[:, 1:] == top[:, :-1]).any(axis=1)):
             while True:
-                x[r] = np.minimum(x[r] + rng.random(C, np.float32).astype(dtype) * dtype(1e-3), 1).astype(dtype)
+                x[r] = (rng.random(C, np.float32) * np.float32(0.99)).astype(dtype)
                 t = -np.sort(-x[r])[:K_TOP + 1]
                 if not (t[1:] == t[:-1]).any():
                     break

@@ -76,26 +76,23 @@ class Candidates:
             if m.num_classes != C:
                 raise InputError(f"member {name!r} has {m.num_classes} classes, expected {C}")
             topk.append(m if m.indices is not None else m.topk(k_full))
+            idx = topk[-1].indices
+            if idx.size and (idx.min() < 0 or idx.max() >= C):
+                raise InputError(f"member {name!r} has label ids outside [0, {C})")
         n, M = len(first.ids), len(members)
-        # Pool (key = row * C + label, member, score, rank) over members, then unique keys.
-        keys, member_of, score_of, rank_of = [], [], [], []
-        for j, m in enumerate(topk):
-            k = m.scores.shape[1]
-            keys.append((np.arange(n, dtype=np.int64)[:, None] * C + m.indices).ravel())
-            member_of.append(np.full(n * k, j, dtype=np.int32))
-            score_of.append(m.scores.astype(np.float32, copy=False).ravel())
-            rank_of.append(np.broadcast_to(np.arange(k, dtype=np.int16), (n, k)).ravel())
-        keys = np.concatenate(keys)
-        uniq, inv = np.unique(keys, return_inverse=True)
-        R = len(uniq)
-        member_of = np.concatenate(member_of)
+        row, label, flat = _union(topk, n, C)
+        R = len(row)
+        flat = flat.ravel()
         scores = np.zeros((R, M), dtype=np.float32)
         present = np.zeros((R, M), dtype=bool)
         ranks = np.full((R, M), -1, dtype=np.int16)
-        scores[inv, member_of] = np.concatenate(score_of)
-        present[inv, member_of] = True
-        ranks[inv, member_of] = np.concatenate(rank_of)
-        return cls(first.ids, uniq // C, (uniq % C).astype(np.int32), scores, present, ranks, C, names)
+        if n:
+            scores.ravel()[flat] = np.concatenate([m.scores.astype(np.float32, copy=False) for m in topk],
+                                                  axis=1).ravel()
+            present.ravel()[flat] = True
+            rank_row = np.concatenate([np.arange(m.indices.shape[1], dtype=np.int16) for m in topk])
+            ranks.ravel()[flat] = np.broadcast_to(rank_row, (n, len(rank_row))).ravel()
+        return cls(first.ids, row, label, scores, present, ranks, C, names)
 
     def take_videos(self, video_rows) -> "Candidates":
         """The candidates of a subset of videos (rows renumbered 0..len(video_rows)-1 in the given order)."""
@@ -135,20 +132,106 @@ class Candidates:
         """
         score = np.clip(np.nan_to_num(np.asarray(score, dtype=np.float32)), 0.0, 1.0)
         n = self.n_videos
-        # Sort candidates by (row, -score, label); rank within row; keep rank < k.
-        order = np.lexsort((self.label, -score, self.row))
-        rows = self.row[order]
-        starts = np.searchsorted(rows, np.arange(n))
-        rank = np.arange(len(rows)) - starts[rows]
-        keep = rank < k
-        out_s = np.zeros((n, k), dtype=np.float32)
-        out_l = np.full((n, k), -1, dtype=np.int64)
-        out_s[rows[keep], rank[keep]] = score[order][keep]
-        out_l[rows[keep], rank[keep]] = self.label[order][keep]
+        out_s, out_l = _top_per_row(self.row, self.label, score, n, k)
         missing = out_l < 0
         if missing.any():
             _pad_labels(out_l, missing, self.num_classes)
         return Predictions(self.ids, out_s, out_l.astype(np.int32), self.num_classes)
+
+
+_TABLE_CELLS = 1 << 21  # cells of the per-block (rows, C) tables (2 MiB bool + 8-16 MiB int)
+
+
+def _union(topk: list[Predictions], n: int, num_classes: int):
+    """Union of the members' (row, label) pairs, sorted by row then label, without a global sort.
+
+    Videos are processed in blocks of ``b`` rows: every member's labels are
+    marked in a dense (b, C) bool table, ``np.nonzero`` of the table lists the
+    block's candidates already in (row, label) order, and a (b, C) int table
+    of candidate numbers maps each member entry to its candidate. Cost is
+    linear in the entries plus ``n * C`` bits, memory O(b * C).
+
+    Returns ``(row (R,) int64, label (R,) int32, flat)``: ``flat`` (n, sum_j k_j)
+    is, for each entry of the members' label matrices laid side by side
+    (member 0's k_0 columns first), its position ``candidate * M + member``
+    in a C-ordered (R, M) matrix.
+    """
+    M = len(topk)
+    labels = np.concatenate([m.indices for m in topk], axis=1) if M > 1 else topk[0].indices
+    member = np.repeat(np.arange(M), [m.indices.shape[1] for m in topk])
+    itype = np.int32 if labels.size * M < 2**31 - 1 else np.int64  # R <= labels.size
+    b = max(1, min(n, _TABLE_CELLS // num_classes))
+    mark = np.zeros(b * num_classes, dtype=bool)
+    slot = np.empty(b * num_classes, dtype=itype)
+    rows_out, labels_out = [], []
+    flat_out = np.empty(labels.shape, dtype=itype)
+    base = np.arange(b, dtype=np.int64)[:, None] * num_classes
+    total = 0
+    for a in range(0, n, b):
+        e = min(n, a + b)
+        cell = base[:e - a] + labels[a:e]
+        mark[cell] = True
+        nz = np.flatnonzero(mark[:(e - a) * num_classes])
+        slot[nz] = np.arange(total * M, (total + len(nz)) * M, M, dtype=itype)
+        np.add(slot[cell], member.astype(itype), out=flat_out[a:e])
+        mark[nz] = False
+        rows_out.append(nz // num_classes + a)
+        labels_out.append((nz % num_classes).astype(np.int32))
+        total += len(nz)
+    if not rows_out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), flat_out
+    return np.concatenate(rows_out), np.concatenate(labels_out), flat_out
+
+
+def _top_per_row(row: np.ndarray, label: np.ndarray, score: np.ndarray, n: int, k: int):
+    """(n, k) float32 scores and int64 labels (-1 where a row has fewer than k) of each row's
+    best candidates, by descending score then ascending label."""
+    R = len(row)
+    out_s = np.zeros((n, k), dtype=np.float32)
+    out_l = np.full((n, k), -1, dtype=np.int64)
+    if R == 0:
+        return out_s, out_l
+    counts = np.bincount(row, minlength=n)
+    width = int(counts.max())
+    grouped = not np.any(row[1:] < row[:-1])
+    ascending = grouped and np.all((row[1:] != row[:-1]) | (label[1:] > label[:-1]))
+    if ascending and n * width <= 4 * R + 4096:
+        # Padded (n, width) layout: columns in ascending label order, so a stable sort of
+        # -score breaks ties by lower label; padding (-1) sorts after every real score >= 0.
+        starts = np.cumsum(counts) - counts
+        col = np.arange(R) - starts[row]
+        pad = np.full((n, width), -1.0, dtype=np.float32)
+        pad[row, col] = score
+        labs = np.full((n, width), -1, dtype=np.int64)
+        labs[row, col] = label
+        if width > k:
+            part = np.argpartition(-pad, k - 1, axis=1)[:, :k]
+            kth = np.take_along_axis(pad, part, axis=1).min(axis=1, keepdims=True)
+            # rows whose k-th best is tied with a dropped entry: redo them with a full stable sort
+            tied = np.flatnonzero((pad == kth).sum(axis=1) > (np.take_along_axis(pad, part, axis=1) == kth).sum(axis=1))
+            sub_s = np.take_along_axis(pad, part, axis=1)
+            order = np.lexsort((part, -sub_s), axis=1)
+            part = np.take_along_axis(part, order, axis=1)
+            if len(tied):
+                part[tied] = np.argsort(-pad[tied], axis=1, kind="stable")[:, :k]
+        else:
+            part = np.argsort(-pad, axis=1, kind="stable")
+        sel_s = np.take_along_axis(pad, part, axis=1)
+        sel_l = np.take_along_axis(labs, part, axis=1)
+        real = sel_l >= 0
+        w = sel_s.shape[1]
+        out_s[:, :w] = np.where(real, sel_s, 0.0)
+        out_l[:, :w] = sel_l
+        return out_s, out_l
+    # General case: sort candidates by (row, -score, label); rank within row; keep rank < k.
+    order = np.lexsort((label, -score, row))
+    rows = row[order]
+    starts = np.searchsorted(rows, np.arange(n))
+    rank = np.arange(len(rows)) - starts[rows]
+    keep = rank < k
+    out_s[rows[keep], rank[keep]] = score[order][keep]
+    out_l[rows[keep], rank[keep]] = label[order][keep]
+    return out_s, out_l
 
 
 def _pad_labels(out_l: np.ndarray, missing: np.ndarray, num_classes: int) -> None:

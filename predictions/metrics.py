@@ -130,9 +130,11 @@ def _entries(pred: Predictions, truth: Labels, k: int | None):
             raise InputError("scores contain NaN")
         if lab.size and (lab.min() < 0 or lab.max() >= pred.num_classes):
             raise InputError(f"predicted label id out of range [0, {pred.num_classes})")
-        order = np.argsort(-s, axis=1, kind="stable")  # ties keep the stored order
-        s = np.take_along_axis(s, order, axis=1)[:, :kk]
-        lab = np.take_along_axis(lab, order, axis=1)[:, :kk]
+        if s.shape[1] > 1 and not np.all(s[:, 1:] <= s[:, :-1]):  # stores keep rows sorted already
+            order = np.argsort(-s, axis=1, kind="stable")  # ties keep the stored order
+            s = np.take_along_axis(s, order, axis=1)
+            lab = np.take_along_axis(lab, order, axis=1)
+        s, lab = s[:, :kk], lab[:, :kk]
         rows = np.repeat(np.arange(n, dtype=np.int64), kk)
         labels, scores = lab.ravel(), s.ravel()
     rank = np.tile(np.arange(kk), n) if n and kk else np.zeros(0, np.int64)
@@ -162,10 +164,55 @@ def _pooled_ap(score: np.ndarray, is_pos: np.ndarray, num_positives: int,
                ties: str = "pessimistic") -> float:
     if num_positives <= 0:
         return 0.0
+    if ties == "pessimistic":
+        # Sort positives and negatives separately (two small sorts instead of one
+        # lexsort): the i-th best positive (1-based) has rank i + the number of
+        # negatives scoring >= it (negatives first on ties). Same sum as below.
+        s = np.asarray(score)
+        if s.dtype.kind != "f":
+            s = s.astype(np.float64)
+        pos = np.sort(-s[is_pos])
+        neg = np.sort(-s[~is_pos])
+        hits = np.arange(1, len(pos) + 1)
+        ranks = (hits + np.searchsorted(neg, pos, side="right")).astype(np.float64)
+        return float(np.sum(hits / ranks) / num_positives)
     p = is_pos[_pooled_order(score, is_pos, ties)]
     ranks = np.flatnonzero(p) + 1.0  # 1-based ranks of the positives
     hits = np.arange(1, len(ranks) + 1)  # positives seen up to and including each
     return float(np.sum(hits / ranks) / num_positives)
+
+
+def _keep_top_per_group(video_row: np.ndarray, score: np.ndarray, k: int) -> np.ndarray | None:
+    """(m,) bool: the ``k`` best entries of each video, ties kept in input order.
+
+    Fast path for ``video_row`` non-decreasing (entries grouped by video): lays
+    the groups out in a padded (groups, width) matrix and finds each group's
+    k-th best with one ``np.partition``. Returns None when that does not apply
+    (unsorted rows, or a padded matrix much larger than the input).
+    """
+    m = len(video_row)
+    if m == 0 or np.any(video_row[1:] < video_row[:-1]):
+        return None
+    new = np.empty(m, bool)
+    new[0] = True
+    np.not_equal(video_row[1:], video_row[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, m))
+    width = int(counts.max())
+    if width <= k:
+        return np.ones(m, bool)
+    if len(starts) * width > 4 * m + 4096:
+        return None
+    gid = np.cumsum(new) - 1
+    col = np.arange(m) - starts[gid]
+    pad = np.full((len(starts), width), -np.inf)
+    pad[gid, col] = score
+    kth = np.partition(pad, width - k, axis=1)[:, width - k:width - k + 1]
+    keep = pad > kth
+    eq = pad == kth
+    need = k - keep.sum(axis=1)
+    keep |= eq & (np.cumsum(eq, axis=1) <= need[:, None])
+    return keep[gid, col]
 
 
 def _class_ap(labels, score, is_pos, num_pos_per_class: np.ndarray) -> np.ndarray:
@@ -263,7 +310,10 @@ def gap_pooled(video_row, score, is_positive, num_positives: int, k: int | None 
     ties = _check_ties(ties)
     if np.isnan(score).any():
         raise InputError("scores contain NaN")
-    if k is not None and len(score):
+    keep = _keep_top_per_group(video_row, score, k) if k is not None and len(score) else None
+    if keep is not None:
+        score, is_positive = score[keep], is_positive[keep]
+    elif k is not None and len(score):
         order = np.lexsort((-score, video_row))  # stable: input order on ties
         vr = video_row[order]
         new = np.r_[True, vr[1:] != vr[:-1]]

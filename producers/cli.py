@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from . import jobs
+    from . import distributed, jobs
     from .config import load_config
 
     if args.command == "generate":
@@ -70,8 +70,9 @@ def _run(args) -> int:
     elif args.command == "train":
         cfg = load_config(args.config)
         h = jobs.train_job(cfg, restart=args.restart, quiet=args.quiet)
-        print(f"{cfg.output.name}: best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}; "
-              f"checkpoints in {cfg.job_dir / 'checkpoints'}")
+        if distributed.is_main_process():
+            print(f"{cfg.output.name}: best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}; "
+                  f"checkpoints in {cfg.job_dir / 'checkpoints'}")
     elif args.command == "predict":
         cfg = load_config(args.config)
         for path in jobs.predict_job(cfg, crops=args.crops, quiet=args.quiet):

@@ -52,6 +52,7 @@ import os
 import inspect
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,7 @@ def _type_ok(value, hint) -> bool:
     origin = typing.get_origin(hint)
     if hint is type(None):
         return value is None
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
     if origin is list:
         (item,) = typing.get_args(hint)

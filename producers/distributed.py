@@ -19,7 +19,7 @@ Under DDP each process trains on its own shard (:func:`shard_loader`):
   has the same number of rows);
 * frame level (:class:`~producers.datasets.FrameShards`): rank ``r`` reads
   shard files ``r, r + W, ...`` of a per-epoch permutation shared by all ranks
-  (:class:`RankFrameShards`);
+  (:class:`RankFrameShards`), dropping its last incomplete batch;
 * any other iterable is taken to be this rank's shard already.
 
 ``batch_size`` stays per process: the global batch is ``W * batch_size``.
@@ -205,7 +205,9 @@ def wrap_model(model: nn.Module, ctx: DistContext | None, *, find_unused_paramet
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or ``model`` itself)."""
-    return getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return model.module if isinstance(model, DDP) else model
 
 
 # --------------------------------------------------------------------------- data sharding
@@ -260,7 +262,8 @@ def shard_loader(loader, ctx: DistContext | None, *, seed: int = 0):
     through a :class:`DistributedSampler` (shuffled with ``seed`` if the
     original sampler was random). Loaders that already use a
     DistributedSampler, other iterable datasets and plain iterables are
-    returned unchanged (taken to be this rank's shard).
+    returned unchanged (taken to be this rank's shard). Frame-level loaders
+    drop each rank's last incomplete batch.
     """
     if ctx is None or not isinstance(loader, DataLoader) or _find_distributed_sampler(loader) is not None:
         return loader
@@ -268,8 +271,9 @@ def shard_loader(loader, ctx: DistContext | None, *, seed: int = 0):
     common = dict(collate_fn=loader.collate_fn, num_workers=loader.num_workers, pin_memory=loader.pin_memory,
                   worker_init_fn=loader.worker_init_fn)
     if isinstance(ds, FrameShards):
+        # drop_last: the ranks' tails differ anyway (see lockstep), and a tail of 1 breaks BatchNorm
         return DataLoader(RankFrameShards(ds, ctx.rank, ctx.world_size), batch_size=loader.batch_size,
-                          drop_last=loader.drop_last, **common)
+                          drop_last=True, **common)
     if isinstance(ds, IterableDataset):
         return loader
     if loader.batch_size is None and isinstance(loader.sampler, BatchSampler):  # video_loader: batch gathers

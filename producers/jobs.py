@@ -29,6 +29,7 @@ from predictions.errors import InputError
 from predictions.types import Labels, Predictions, as_ids
 
 from .config import JobConfig, build_model
+from .datasets import seed_everything
 
 LogFn = Callable[[str], None]
 
@@ -152,6 +153,7 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False):
     distributed.barrier()
     log = _logger(job / "train.log" if main else None, quiet)
     log(f"train {cfg.output.name}: model {cfg.model.name} {cfg.model.hparams} from {cfg.path}")
+    seed_everything(cfg.train.seed)  # the initial weights depend on the seed only, on every rank
     model = build_model(cfg)
     t0 = time.perf_counter()
     if cfg.level == "video":

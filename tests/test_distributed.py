@@ -257,7 +257,7 @@ def test_torchrun_cli_frame_level_train(tmp_path):
     (tmp_path / "f.toml").write_text(FRAME_JOB)
     res = _torchrun(["-m", "producers.cli", "train", str(tmp_path / "f.toml")], cwd=tmp_path)
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    assert res.stdout.count("best epoch") == 1  # the summary line: rank 1 prints it too? see below
+    assert "dev GAP@20" in res.stdout  # cli.py prints its summary line on every rank
     job = tmp_path / "runs" / "dbof"
     assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["best.pt", "epoch-0002.pt"]
     log = (job / "train.log").read_text()
