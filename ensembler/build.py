@@ -92,8 +92,8 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
     """
     t0 = time.perf_counter()
     params = dict(params or {})
-    name = name or f"ens-{weights}"
-    if not _NAME.match(name):
+    name = f"ens-{weights}" if name is None else name
+    if not _NAME.fullmatch(name):
         raise InputError(f"ensemble name {name!r} must match [A-Za-z0-9_-]+")
     if n_folds < 2:
         raise InputError(f"--folds must be >= 2, got {n_folds}")
@@ -120,15 +120,22 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
         raise InputError(f"scheme {weights!r} is learned: it needs labels.{fit_split}.h5 (give --labels)")
 
     # --- fit split: candidates, baselines, honest estimate, final fit -----------------
+    # A learned scheme needs the whole fit split in memory (it is the held-out split, ~20,000
+    # videos); a fixed scheme only needs one chunk to fit, so memory stays bounded at any N.
     align_kw = dict(require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k)
     fit_alignment = align_members(fit_members, **align_kw)
-    parts = read_members(fit_members, fit_alignment, chunk_rows=chunk_rows, member_k=member_k)
-    cands = Candidates.from_members(parts, names)
     record: dict = {"scheme": weights, "name": name, "params": params, "fit_split": fit_split,
                     "members": [{"name": m.name, "paths": m.paths} for m in fit_members],
-                    "n_fit_videos": cands.n_videos, "n_candidates": len(cands)}
-    fit_labels = truth[fit_split].reindex(cands.ids) if fit_split in truth else None
-    if fit_labels is not None:
+                    "n_fit_videos": len(fit_alignment.ids)}
+    ks = [m.k for m in fit_members]
+    if learned:
+        parts = read_members(fit_members, fit_alignment, chunk_rows=chunk_rows, member_k=member_k)
+    else:
+        parts = read_chunk(next(chunk_tasks(fit_members, fit_alignment, chunk_rows)), ks, member_k=member_k,
+                           reader_for={p: r for m in fit_members for p, r in zip(m.paths, m.readers)}.__getitem__)
+    cands = Candidates.from_members(parts, names)
+    fit_labels = truth[fit_split].reindex(cands.ids) if learned else None
+    if learned:
         y = cands.targets(fit_labels)
         single = {n: cands.gap(cands.scores[:, j], fit_labels, y=y) for j, n in enumerate(names)}
         record["member_gap"] = single
@@ -189,6 +196,13 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
                                                             client=client)
     record["outputs"] = outputs
     record["scores"] = scores
+    if not learned and fit_split in scores:
+        # A fixed scheme never sees labels, so its plain score on the fit split is already honest.
+        fit_rows = evaluate_members(fit_members, truth[fit_split], chunk_rows=chunk_rows, client=client)
+        scores[fit_split]["members"] = fit_rows
+        record["member_gap"] = {r["name"]: r["gap"] for r in fit_rows}
+        record["best_single"] = (fit_rows[0]["name"], fit_rows[0]["gap"])
+        record["estimate"] = scores[fit_split]["ensemble"]["gap"]
     record["build_seconds"] = time.perf_counter() - t0
     record["versions"] = _versions()
     record["command"] = command or " ".join(sys.argv)

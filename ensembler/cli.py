@@ -147,6 +147,10 @@ def _build_summary(rec) -> str:
         lines.append(f"  {rec['fit_split']} GAP@20: best single member {best_name} {best:.4f} | uniform "
                      f"{rec['uniform_gap']:.4f} | {rec['scheme']} cross-fitted ({cv['n_folds']} folds) "
                      f"{cv['estimate']:.4f} [folds {' '.join(f'{s:.4f}' for s in cv['fold_scores'])}]")
+    elif "estimate" in rec:
+        best_name, best = rec["best_single"]
+        lines.append(f"  {rec['fit_split']} GAP@20: best single member {best_name} {best:.4f} | {rec['scheme']} "
+                     f"{rec['estimate']:.4f} (a fixed scheme: it sees no labels, so no cross-fitting is needed)")
     for split, sc in rec["scores"].items():
         if split == rec["fit_split"]:
             continue
@@ -185,8 +189,11 @@ def _cmd_import(args) -> dict:
     from pathlib import Path
     from predictions.csvio import read_rank_csv, read_submission
     from predictions.store import write_store
-    with open(args.csv, encoding="utf-8-sig", errors="replace") as fh:
-        header = fh.readline().strip()
+    try:
+        with open(args.csv, encoding="utf-8-sig", errors="replace") as fh:
+            header = fh.readline().strip()
+    except OSError as err:
+        raise InputError(f"cannot read file ({err.strerror or err})", args.csv) from None
     reader = read_rank_csv if header.replace(" ", "") == "VideoId,Label" else read_submission
     pred = reader(args.csv, args.classes)
     out = Path(args.out)

@@ -72,6 +72,37 @@ def _check_pair(pred: Predictions, truth: Labels) -> None:
         raise InputError(f"predictions have {pred.num_classes} classes, labels have {truth.num_classes}")
 
 
+def _chunk_topk(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(b, k) labels and values of the ``k`` best of each row of a float32 (b, C) block, k < C.
+
+    Rows are not fully partitioned: the columns are cut into ``g >= k`` groups
+    and the k-th largest group maximum is a lower bound of the row's k-th best
+    (k distinct entries reach it). Only entries at or above that bound (a few
+    times k per row) are kept and sorted, by descending score then ascending
+    label (so ties at the cut keep the lower labels). Order within the result
+    is not specified (the caller sorts).
+    """
+    b, c = s.shape
+    size = -(-c // min(c, 2 * k))
+    starts = np.arange(0, c, size)
+    gmax = np.maximum.reduceat(s, starts, axis=1)   # NaN propagates into its group's max
+    if np.isnan(gmax).any():
+        raise InputError("scores contain NaN")
+    g = gmax.shape[1]
+    bound = np.partition(gmax, g - k, axis=1)[:, g - k:g - k + 1]
+    flat = np.flatnonzero(s >= bound)                # row-major: ascending label within a row
+    r = flat // c
+    counts = np.bincount(r, minlength=b)
+    first = np.cumsum(counts) - counts
+    col = np.arange(len(flat)) - first[r]
+    pad = np.full((b, int(counts.max())), -np.inf, dtype=np.float32)
+    pad[r, col] = s.ravel()[flat]
+    labs = np.zeros(pad.shape, dtype=np.int64)
+    labs[r, col] = flat - r * c
+    top = np.argsort(-pad, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(labs, top, axis=1), np.take_along_axis(pad, top, axis=1)
+
+
 def _full_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top ``k`` entries of each row of a full (n, C) matrix.
 
@@ -86,22 +117,12 @@ def _full_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.n
         s = np.asarray(scores[start:start + _CHUNK_ROWS], dtype=np.float32)
         b = s.shape[0]
         if k < c:
-            kth = np.partition(s, c - k, axis=1)[:, c - k:c - k + 1]  # k-th largest, (b, 1)
-            gt = s > kth
-            eq = s == kth
-            need = k - gt.sum(axis=1, dtype=np.int32)
-            keep = gt | (eq & (np.cumsum(eq, axis=1, dtype=np.int32) <= need[:, None]))
-            r, lab = np.nonzero(keep)  # row-major: ascending label within a row
+            lab, v = _chunk_topk(s, k)
         else:
-            r = np.repeat(np.arange(b), c)
-            lab = np.tile(np.arange(c), b)
-        if len(r) != b * k:
-            raise InputError("scores contain NaN")
-        v = s[r, lab]
-        if np.isnan(v).any():
-            raise InputError("scores contain NaN")
-        v = v.reshape(b, k)
-        lab = lab.reshape(b, k)
+            lab = np.broadcast_to(np.arange(c), (b, c))
+            v = s
+            if np.isnan(v).any():
+                raise InputError("scores contain NaN")
         order = np.lexsort((lab, -v), axis=1)
         rows_out.append(np.repeat(np.arange(start, start + b), k))
         lab_out.append(np.take_along_axis(lab, order, axis=1).ravel())

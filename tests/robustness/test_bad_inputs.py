@@ -384,8 +384,6 @@ def test_bad_csv_import(case, tmp_path, capsys):
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="ensembler/cli.py _cmd_import opens the CSV to sniff its header "
-                   "without catching OSError: a missing file is a FileNotFoundError traceback")
 def test_csv_import_missing_file(tmp_path, capsys):
     rc, err = cli(ensemble, ["import", tmp_path / "nope.csv", "--model", "t", "--split", "test",
                              "--out", tmp_path / "out", "--quiet"], capsys)

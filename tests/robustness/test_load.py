@@ -41,9 +41,6 @@ def _write_members(d: Path) -> None:
                 w.write(Predictions(ids[a:a + 25_000], sc, idx, NUM_C))
 
 
-@pytest.mark.xfail(strict=True, reason="ensembler/build.py reads the whole fit split (read_members + "
-                   "Candidates.from_members over 100k videos x 50 members) even for a fixed scheme without "
-                   "labels: measured peak RSS 4.88 GB; needs a streaming path (see the report)")
 @pytest.mark.slow  # writes 50 x 100k-row stores (~0.9 GB) and ensembles them: a few minutes on 2 cores
 def test_build_50_members_100k_videos_bounded_memory(tmp_path):
     members = tmp_path / "members"

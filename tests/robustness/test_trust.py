@@ -184,8 +184,6 @@ def test_ensemble_name_cannot_escape(name, tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.xfail(strict=True, reason="ensembler/build.py: `name = name or f'ens-{weights}'` turns "
-                   "--name '' into the default instead of rejecting it")
 def test_ensemble_empty_name_rejected(tmp_path, capsys):
     d = tmp_path / "run"
     make_store(d / "preds" / "m0.heldout.full.h5", model="m0", seed=1)
