@@ -421,7 +421,7 @@ def _sub(args: list[str]) -> dict | None:
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
         return {"error": f"{' '.join(args)} failed (rc {proc.returncode})"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("{", "["))]
     return json.loads(lines[-1]) if lines else None
 
 

@@ -80,14 +80,25 @@ def combine_chunk(task: ChunkTask, combiner: Combiner, names, member_ks, k_out: 
     return cands.to_predictions(combiner.predict_scores(cands), k=k_out)
 
 
+#: Candidate entries (videos x members x k) per streamed chunk: about 0.5 GB of working memory.
+CHUNK_ENTRIES = 4_000_000
+
+
+def auto_chunk_rows(members) -> int:
+    """Videos per chunk so that a chunk holds about CHUNK_ENTRIES member entries (500 to 50,000)."""
+    width = sum(m.k or 100 for m in members) or 1
+    return int(min(50_000, max(500, CHUNK_ENTRIES // width)))
+
+
 def build(members, *, weights: str = "uniform", params: dict | None = None, labels=None, out,
           name: str | None = None, fit_split: str = "heldout", k: int | None = None, n_folds: int = 5,
-          random_state: int = 0, chunk_rows: int = 20000, fold_crops: str = "mean", member_k: int | None = None,
+          random_state: int = 0, chunk_rows: int | None = None, fold_crops: str = "mean", member_k: int | None = None,
           require_same_ids: bool = False, allow_mixed_k: bool = False, progress: bool = True,
           command: str | None = None, log=print, client=None) -> dict:
     """Build one ensemble; returns the build record (also written as JSON). See the module docstring.
 
-    ``client``: a dask.distributed Client; chunks are then combined on its workers and the
+    ``chunk_rows``: videos per streamed chunk (default: :func:`auto_chunk_rows`, which bounds
+    memory whatever the number of members). ``client``: a dask.distributed Client; chunks are then combined on its workers and the
     xgboost stacker trains through xgboost's Dask interface.
     """
     t0 = time.perf_counter()
@@ -114,6 +125,7 @@ def build(members, *, weights: str = "uniform", params: dict | None = None, labe
         fit_split = next(iter(by_split))
     fit_members = by_split[fit_split]
     names = [m.name for m in fit_members]
+    chunk_rows = chunk_rows or auto_chunk_rows(fit_members)
     if len(names) < 1:
         raise InputError("no members to combine")
     if learned and fit_split not in truth:

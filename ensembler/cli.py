@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--member-k", type=int, help="cut each member to its top K labels first")
     b.add_argument("--folds", type=int, default=5, help="folds of the cross-fitted estimate (default 5)")
     b.add_argument("--seed", type=int, default=0, help="random_state of the scheme and of the folds")
-    b.add_argument("--chunk-rows", type=int, default=20000, help="videos per streamed chunk (bounds memory)")
+    b.add_argument("--chunk-rows", type=int,
+                   help="videos per streamed chunk (default: about 4M member entries per chunk, bounding memory)")
     b.add_argument("--fold-crops", choices=("mean", "none"), default="mean",
                    help="fold each model's crops into one member by their mean (default), or keep each crop")
     b.add_argument("--require-same-ids", action="store_true", help="error unless all members have the same videos")

@@ -385,7 +385,9 @@ class StoreReader:
         if self.path.is_dir():
             raise InputError("is a directory, expected a predictions store (.h5)", self.path)
         try:
-            self._file = h5py.File(self.path, "r")
+            # No HDF5 chunk cache: readers read whole row ranges, and with dozens of members held
+            # open the cache kept every chunk ever read (measured: RSS grew by the data read).
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=0)
         except (OSError, RuntimeError, ValueError) as err:  # HDF5 errors surface as any of these
             raise InputError(f"not a readable HDF5 file ({_oserror(err)})", self.path) from None
         try:

@@ -49,7 +49,7 @@ def test_build_50_members_100k_videos_bounded_memory(tmp_path):
     write_s = time.perf_counter() - t0
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "ensembler.cli", "build", "--weights", "uniform", "--members", str(members),
-           "--out", str(out), "--chunk-rows", "20000", "--quiet"]
+           "--out", str(out), "--quiet"]
     # a fresh wrapper process, so RUSAGE_CHILDREN covers the build alone
     wrapper = ("import resource, subprocess, sys, json, time; t = time.perf_counter(); "
                f"r = subprocess.run({cmd!r}, capture_output=True, text=True); "

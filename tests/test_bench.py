@@ -1,0 +1,66 @@
+"""Smoke test of bench/run.py (tiny sizes) and of the plain GAP baseline it compares against."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_baseline_gap_hand_computed():
+    b = _bench()
+    # video 0: scores for labels 0..3, truth {1}; video 1: truth {0, 2}; k = 2
+    s = [np.array([0.9, 0.8, 0.1, 0.0]), np.array([0.7, 0.2, 0.6, 0.5])]
+    # pooled top-2: (0.9,-) (0.8,+) (0.7,+) (0.6,+) -> AP = (1/2 + 2/3 + 3/4) / 3
+    g = b.baseline_gap_rows(lambda i: s[i], lambda i: None, [[1], [0, 2]], 2, 3)
+    assert g == pytest.approx((1 / 2 + 2 / 3 + 3 / 4) / 3, abs=1e-15)
+
+
+def test_baseline_matches_metrics_gap():
+    b = _bench()
+    from predictions import metrics
+    from predictions.types import Predictions
+
+    rng = np.random.default_rng(0)
+    ids = b.video_ids(300, "t")
+    pool = b._pools(300, rng)
+    truth, cnt = b.make_labels(ids, pool, rng)
+    member = b.make_member(ids, pool, cnt, rng)
+    lists = [l.tolist() for l in truth.lists()]
+    ours = metrics.gap(member, truth, k=20)
+    base = b.baseline_gap_rows(lambda i: member.scores[i], lambda i: member.indices[i], lists, 20,
+                               len(truth.indices))
+    assert abs(ours - base) <= 1e-12
+    full = rng.random((300, b.C)).astype(np.float32)
+    pred = Predictions(ids, full, None, b.C)
+    base = b.baseline_gap_rows(lambda i: full[i], lambda i: None, lists, 20, len(truth.indices))
+    assert abs(metrics.gap(pred, truth, k=20) - base) <= 1e-12
+
+
+def test_quick_run_subset(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "gap", "read",
+                           "--data-dir", str(tmp_path / "data"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["figure"] for r in rows] == ["1 GAP@20"] * 3 + ["3 read"]
+    for r in rows:
+        assert "error" not in r
+        assert r["ours_s"] > 0 and r["base_s"] > 0 and r["ours_peak_mib"] > 10
+    assert all(r["check"].startswith("equal") for r in rows[:3])
+    assert rows[3]["check"] == "same labels"
+    assert "| figure | case | ours | baseline | ratio |" in proc.stdout
