@@ -136,7 +136,9 @@ def prepare(name: str, S: dict, data: Path) -> None:
         (d / "DONE").write_text("ok\n")
         print(f"  generated {tag} in {time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)
 
-    if name in ("ensemble", "read", "gap"):
+    if name in ("read", "gap"):  # member m00 of the "ens" test split (same seed), alone
+        once("one", lambda d: write_split(d, "test", S["ens_n"], 1, 2, csv_members=1))
+    if name == "ensemble":
         kmax = max(S["ens_k"])
         once("ens", lambda d: (write_split(d, "heldout", S["ens_fit"], kmax, 1),
                                write_split(d, "test", S["ens_n"], kmax, 2, csv_members=kmax)))
@@ -268,7 +270,7 @@ def case_gap_topk(S, data):
     from predictions.labels import read_labels
     from predictions.store import read_store
 
-    d = data / "ens"
+    d = data / "one"
     pred = read_store(d / "stores" / "m00.test.full.h5")
     truth = read_labels(d / "labels" / "labels.test.h5").reindex(pred.ids)
     t_ours, g_ours = timed(lambda: metrics.gap(pred, truth, k=K_TOP))
@@ -298,7 +300,7 @@ def case_ensemble(S, data, n_members):
         with tempfile.TemporaryDirectory(dir=data) as out:
             def ours():
                 return build(paths, weights=weights, labels=[str(d / "labels" / "labels.heldout.h5")], out=out,
-                             name=f"ens-{weights}", chunk_rows=S["chunk_rows"], progress=False,
+                             name=f"ens-{weights}", chunk_rows=None, progress=False,
                              log=lambda *a: None)
             t, rec = timed(ours, repeat_under=1e9, max_repeat=1)
             res[weights] = (t, maxrss_mib(), rec, read_store(rec["outputs"]["test"]))
@@ -322,7 +324,7 @@ def case_ensemble(S, data, n_members):
             base_label += f"; ran on the first {nrows} rows, time x{scale:g}"
         rows.append(row("2 ensemble", f"{weights} K={n_members} N={n}", t, t_base, ours_peak=peak, check=check,
                         note=f"ours: build() = fit on {S['ens_fit']} held-out videos (+5-fold cross-fit, member "
-                             f"GAPs) + stream the N test videos (chunk {S['chunk_rows']}) into a store; "
+                             f"GAPs) + stream the N test videos (auto chunk: 4M entries) into a store; "
                              f"peak is cumulative (uniform ran first)",
                         base_label=base_label))
     return rows
@@ -332,7 +334,7 @@ def case_read(S, data):
     from predictions.csvio import read_submission
     from predictions.store import read_store
 
-    d = data / "ens"
+    d = data / "one"
     store, csv = d / "stores" / "m00.test.full.h5", d / "csv" / "m00.test.csv"
     t_ours, p = timed(lambda: read_store(store))
     peak = maxrss_mib()

@@ -393,7 +393,10 @@ def read_scored_csv(path: str | os.PathLike, num_classes: int) -> tuple[Predicti
     """
     lines = _lines(path)
     reader = csv.reader(io.StringIO("\n".join(lines)))
-    header = next(reader)
+    try:
+        header = next(reader, [])
+    except csv.Error as err:
+        raise InputError(f"line 1: {err}", path) from None
     if header != SCORED_HEADER:
         raise InputError(f"line 1: expected header {','.join(SCORED_HEADER)!r}, "
                          f"got {','.join(header)[:60]!r}", path)

@@ -142,9 +142,6 @@ def test_csv_mutated_valid_file(which, ops):
     _only_input_errors(CSV_READERS[which], _tmpfile(data, ".csv"))
 
 
-@pytest.mark.xfail(strict=True, raises=csv.Error,
-                   reason="predictions/csvio.py read_scored_csv: csv.Error from csv.reader escapes "
-                          "(found by hypothesis: a lone CR inside a row)")
 def test_scored_csv_stray_carriage_return():
     _only_input_errors(CSV_READERS[2], _tmpfile(b"\r\x00", ".csv"))
 
