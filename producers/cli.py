@@ -6,6 +6,7 @@ stderr), 2 command-line usage error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from predictions.errors import InputError
@@ -29,8 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name, help_):
-        return sub.add_parser(name, help=help_, description=help_, epilog=_EPILOG[name],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=_EPILOG[name],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("--json", action="store_true", help="print the result as JSON on stdout (implies --quiet)")
+        return sp
 
     g = add("generate", "write a generated YouTube-8M-shaped data set (TFRecord shards + test truth)")
     g.add_argument("out_dir", metavar="OUT_DIR")
@@ -54,48 +57,59 @@ def _parser() -> argparse.ArgumentParser:
 
     m = add("models", "list the registered model architectures")
     m.add_argument("--level", choices=("video", "frame"), default=None)
+    m.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
-def _run(args) -> int:
+def _run(args) -> tuple[str, object]:
+    """Run one command; returns (text for humans, result for --json)."""
     from . import distributed, jobs
     from .config import load_config
 
+    if args.json:
+        args.quiet = True
     if args.command == "generate":
         info = jobs.generate_job(args.out_dir, videos=args.videos, test_videos=args.test_videos,
                                  classes=args.classes, level=args.level, seed=args.seed, shards=args.shards,
                                  progress=not args.quiet)
-        print(f"wrote {info.get('n_train', args.videos)} labelled + {info.get('n_test', args.test_videos)} test "
-              f"videos under {args.out_dir}")
-    elif args.command == "train":
+        text = (f"wrote {info.get('n_train', args.videos)} labelled + {info.get('n_test', args.test_videos)} test "
+                f"videos under {args.out_dir}")
+        return text, {k: v for k, v in info.items() if k != "shards"}
+    if args.command == "train":
         cfg = load_config(args.config)
         h = jobs.train_job(cfg, restart=args.restart, quiet=args.quiet)
-        if distributed.is_main_process():
-            print(f"{cfg.output.name}: best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}; "
-                  f"checkpoints in {cfg.job_dir / 'checkpoints'}")
-    elif args.command == "predict":
+        if not distributed.is_main_process():
+            return "", None
+        text = (f"{cfg.output.name}: best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}; "
+                f"checkpoints in {cfg.job_dir / 'checkpoints'}")
+        return text, {"name": cfg.output.name, "best_epoch": h.best_epoch, "dev_gap": h.best_gap,
+                      "checkpoints": str(cfg.job_dir / "checkpoints")}
+    if args.command == "predict":
         cfg = load_config(args.config)
-        for path in jobs.predict_job(cfg, crops=args.crops, quiet=args.quiet):
-            print(path)
-    elif args.command == "models":
-        rows = jobs.models_table(args.level)
-        width = max(len(n) for n, _, _ in rows)
-        for name, level, doc in rows:
-            print(f"{name:<{width}}  {level:<5}  {doc}")
-    return 0
+        paths = [str(p) for p in jobs.predict_job(cfg, crops=args.crops, quiet=args.quiet)]
+        return "\n".join(paths), {"stores": paths}
+    rows = jobs.models_table(args.level)
+    width = max(len(n) for n, _, _ in rows)
+    text = "\n".join(f"{name:<{width}}  {level:<5}  {doc}" for name, level, doc in rows)
+    return text, [{"name": n, "level": lv, "doc": d} for n, lv, d in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``produce`` console script; returns the exit code."""
     args = _parser().parse_args(argv)  # usage errors: exit 2
     try:
-        return _run(args)
+        text, result = _run(args)
     except (InputError, FloatingPointError) as err:
         print(f"produce: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("produce: interrupted", file=sys.stderr)
         return 130
+    if args.json and result is not None:
+        print(json.dumps(result, indent=2, default=str))
+    elif text:
+        print(text)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

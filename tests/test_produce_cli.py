@@ -222,3 +222,13 @@ top_k = 0
         dense[crop] = pred.dense()
     assert not np.array_equal(dense["crop0"], dense["crop1"])  # different frames seen
     np.testing.assert_allclose(dense["mean"], (dense["crop0"] + dense["crop1"]) / 2, rtol=1e-6, atol=1e-7)
+
+
+def test_models_json_lists_every_registered_model(capsys):
+    import json as _json
+    from producers.cli import main
+    from producers.models.registry import list_models
+    assert main(["models", "--json"]) == 0
+    rows = _json.loads(capsys.readouterr().out)
+    assert sorted(r["name"] for r in rows) == list_models()
+    assert {r["level"] for r in rows} == {"video", "frame"}
