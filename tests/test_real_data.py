@@ -4,7 +4,7 @@ Data: the 14,547 official YouTube-8M 2018 video-level validate videos in
 ``../shared/data/yt8m2018-video-validate`` (read in place, never copied). Split as in
 scripts/real_data.sh: ``assign_splits(heldout=3000, eval=3000)`` with the default salt; the MoE
 trains on the other 8,547 videos (minus its 5% dev) and is scored on the 3,000 eval videos.
-Skipped when the data is absent. Marked slow (about a minute on 2 cores): run with ``-m slow``.
+Skipped when the data is absent. Part of the default suite (about a minute on 2 idle cores; marked realdata).
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _prior_gap(eval_labels) -> float:
     return gap(prior, eval_labels, k=20)
 
 
-@pytest.mark.slow
+@pytest.mark.realdata
 def test_moe_on_real_data_beats_floor_and_prior(tmp_path):
     from predictions.labels import read_labels
     from predictions.metrics import gap
