@@ -390,3 +390,25 @@ def test_speed_200k_by_20(tmp_path, capsys):
 @pytest.mark.slow
 def test_speed_200k_by_20_compression(tmp_path, capsys):
     _speed(tmp_path, capsys, [None, "gzip", "lzf"])
+
+
+@pytest.mark.parametrize("width", [4, 8, 13, 40])
+def test_duplicate_ids_detected_at_any_id_width(tmp_path, width):
+    """The integer-word duplicate check must agree with a string check for short and long ids."""
+    import h5py as _h5py
+    from predictions.errors import InputError as _InputError
+    from predictions.store import open_store as _open, write_store as _write
+    from predictions.types import Predictions as _P
+    n = 50
+    ids = np.array([f"{i:0{width}d}" for i in range(n)])
+    scores = np.tile(np.linspace(1, 0.1, 5, dtype=np.float32), (n, 1))
+    idx = np.tile(np.arange(5, dtype=np.int32), (n, 1))
+    path = tmp_path / "m.heldout.full.h5"
+    _write(path, _P(ids, scores, idx, 10), model="m", split="heldout")
+    _open(path).close()  # unique ids open fine
+    with _h5py.File(path, "r+") as f:
+        raw = f["ids"][:]
+        raw[7] = raw[31]
+        f["ids"][:] = raw
+    with pytest.raises(_InputError, match=f"duplicate video id '{ids[31]}'"):
+        _open(path)
