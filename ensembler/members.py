@@ -45,10 +45,6 @@ class Member:
     def paths(self) -> list[str]:
         return [str(r.path) for r in self.readers]
 
-    def fold(self, parts: list[Predictions]) -> Predictions:
-        """Combine this member's aligned crop predictions into one (their mean)."""
-        return mean_of_crops(parts, self.k)
-
 
 def mean_of_crops(parts: list[Predictions], k: int | None) -> Predictions:
     """Mean of one model's aligned crop predictions, top ``k`` kept (100 for full crops)."""
