@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded default (generated data), set-up included:
 # generate YouTube-8M-shaped TFRecords, train two producers (LR, MoE), predict the held-out,
-# eval and test splits, build a uniform and a Caruana ensemble, evaluate, write a submission
+# eval and test splits, build uniform, Caruana and LR-stacking ensembles, evaluate, write a submission
 # and an HTML report. Everything lands in demo-run/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +15,12 @@ for model in lr moe; do
   produce predict configs/demo/$model.toml
 done
 ensemble build --weights=uniform --members "$RUN/predictions/*.h5" --labels "$RUN/labels" --out "$RUN/predictions"
-ensemble build --weights=caruana --members "$RUN/predictions/lr.*.h5" "$RUN/predictions/moe.*.h5" \
-  --labels "$RUN/labels" --out "$RUN/predictions"
+for scheme in caruana lr; do   # learned schemes: cross-fitted on heldout, members = the producers only
+  ensemble build --weights=$scheme --members "$RUN/predictions/lr.*.h5" "$RUN/predictions/moe.*.h5" \
+    --labels "$RUN/labels" --out "$RUN/predictions"
+done
 ensemble evaluate --members "$RUN/predictions" --labels "$RUN/labels" --split test
-ensemble submit "$RUN/predictions/ens-uniform.test.full.h5" --out "$RUN/submission.csv"
+ensemble submit "$RUN/predictions/ens-lr.test.full.h5" --out "$RUN/submission.csv"
 ensemble report --members "$RUN/predictions" --labels "$RUN/labels" --split eval --builds "$RUN/predictions" \
   --vocabulary "$RUN/data/vocabulary.csv" --out "$RUN/report"
 echo "done: submission $RUN/submission.csv, report $RUN/report/index.html"

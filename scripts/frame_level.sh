@@ -3,7 +3,7 @@
 #
 #   bash scripts/frame_level.sh [RUN_DIR]        (default /work/frame-run, outside the repo)
 #
-# Generates VIDEOS labelled frame-level videos (env, default 2000; no test split), trains and
+# Generates VIDEOS labelled frame-level videos (env, default 3000; no test split), trains and
 # predicts every configs/frame/<model>.toml one at a time (5 inference crops + their mean on the
 # heldout and eval splits), scores each model on eval with every crop alone (--fold-crops none)
 # and with the crops averaged (--fold-crops mean), then builds a uniform ensemble of the frame
@@ -13,17 +13,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 RUN=${1:-/work/frame-run}
-VIDEOS=${VIDEOS:-2000}
+VIDEOS=${VIDEOS:-3000}
 MODELS=${MODELS:-"dbof lstm three_point_attention bigru attention_lstm late_fusion"}
 bash scripts/setup.sh
 . .venv/bin/activate
 mkdir -p "$RUN"
 RUN=$(cd "$RUN" && pwd)
 mkdir -p "$RUN/configs" "$RUN/results"
-if [ ! -f "$RUN/data/.done" ]; then
+if [ "$(cat "$RUN/data/.done" 2>/dev/null)" != "$VIDEOS" ]; then  # (re)generate on a new size
   rm -rf "$RUN/data"
   produce generate "$RUN/data" --level frame --videos "$VIDEOS" --test-videos 0 --seed 0 --quiet
-  touch "$RUN/data/.done"
+  echo "$VIDEOS" > "$RUN/data/.done"
 fi
 for model in $MODELS; do
   cp "$REPO/configs/frame/$model.toml" "$RUN/configs/$model.toml"
