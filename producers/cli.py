@@ -43,17 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--level", choices=("video", "frame", "both"), default="video")
     g.add_argument("--shards", type=int, default=8, help="files per split (default 8)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     t = add("train", "train the model of a job config, with checkpoints (resumes by default)")
     t.add_argument("config", metavar="CONFIG", help="job TOML file")
     t.add_argument("--restart", action="store_true", help="discard existing checkpoints and start over")
-    t.add_argument("--quiet", action="store_true", help="no progress bars or log lines on stderr")
+    t.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     r = add("predict", "write prediction stores (and labels files) from a job's best checkpoint")
     r.add_argument("config", metavar="CONFIG", help="job TOML file")
     r.add_argument("--crops", type=int, default=None, help="inference crops, frame-level models (1..5)")
-    r.add_argument("--quiet", action="store_true", help="no progress bars or log lines on stderr")
+    r.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     m = add("models", "list the registered model architectures")
     m.add_argument("--level", choices=("video", "frame"), default=None)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.json and result is not None:
         print(json.dumps(result, indent=2, default=str))
-    elif text:
+    elif text and not args.quiet:
         print(text)
     return 0
 

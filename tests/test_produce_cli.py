@@ -153,8 +153,11 @@ def test_cli_train_and_predict(job_dir, capsys):
     assert main(["train", cfg, "--quiet"]) == 0  # resumes: nothing left to do, same result
     assert json.loads((run / "moe-small" / "history.json").read_text())["loss"] == hist["loss"]
 
+    capsys.readouterr()
     assert main(["predict", cfg, "--quiet"]) == 0
-    printed = capsys.readouterr().out.split()
+    assert capsys.readouterr().out == ""  # --quiet prints nothing but errors
+    assert main(["predict", cfg, "--json"]) == 0  # predicts again (same stores), paths as JSON
+    printed = json.loads(capsys.readouterr().out)["stores"]
     names = sorted(Path(p).name for p in printed if p.endswith(".h5"))
     assert names == ["moe-small.eval.full.h5", "moe-small.heldout.full.h5", "moe-small.test.full.h5"]
     ids = scan_ids(str(job_dir / "data/video/train-*.tfrecord"))
@@ -208,8 +211,9 @@ batch_size = 8
 top_k = 0
 """)
     assert main(["train", str(cfg), "--quiet"]) == 0
-    assert main(["predict", str(cfg), "--crops", "2", "--quiet"]) == 0
-    out = sorted(Path(p).name for p in capsys.readouterr().out.split() if p.endswith(".h5"))
+    capsys.readouterr()
+    assert main(["predict", str(cfg), "--crops", "2", "--json"]) == 0
+    out = sorted(Path(p).name for p in json.loads(capsys.readouterr().out)["stores"])
     assert out == ["dbof.heldout.crop0.h5", "dbof.heldout.crop1.h5", "dbof.heldout.mean.h5"]
     truth = read_labels(tmp_path / "runs" / "labels" / "labels.heldout.h5")
     assert len(truth) == 10 and truth.counts().min() >= 1
