@@ -288,17 +288,23 @@ def test_correlation_matches_numpy():
     assert np.isnan(c[3, :3]).all() and c[3, 3] == 1.0
 
 
-def test_topk_gap_equals_gap_pooled():
-    from reports.report import topk_gap
+def test_uniform_gap_equals_dense_reference():
+    """The leave-one-out / greedy-size GAPs equal GAP@k of a dense uniform average of the same members."""
+    from ensembler.candidates import Candidates
+    from predictions.types import Labels, Predictions
+    from reports.report import _uniform_gap
     rng = np.random.default_rng(2)
-    row = np.sort(rng.integers(0, 50, 3000))
-    score = np.round(rng.random(3000), 2).astype(np.float32)  # many ties
-    score[::7] = 0.0
-    y = rng.random(3000) < 0.2
-    for k in (1, 3, 20, 100):
-        assert topk_gap(row, score, y, int(y.sum()) + 5, k) == pytest.approx(
-            metrics.gap_pooled(row, score, y, int(y.sum()) + 5, k=k), abs=1e-12)
-    perm = rng.permutation(3000)  # unsorted rows: same result as gap_pooled on the same input order
-    assert topk_gap(row[perm], score[perm], y[perm], int(y.sum()), 5) == pytest.approx(
-        metrics.gap_pooled(row[perm], score[perm], y[perm], int(y.sum()), k=5), abs=1e-12)
-    assert topk_gap(row, score, y, 0, 5) == 0.0
+    n, C = 300, 40
+    ids = np.array([f"v{i}" for i in range(n)])
+    truth = Labels.from_lists(ids, [rng.choice(C, rng.integers(1, 4), replace=False) for _ in range(n)], C)
+    dense = [rng.random((n, C)).astype(np.float32) + 0.5 * truth.dense() for _ in range(3)]
+    dense = [d / d.max() for d in dense]
+    members = [Predictions.from_dense(ids, d, k=C) for d in dense]  # every label: no top-k cut effects
+    cands = Candidates.from_members(members)
+    y = cands.targets(truth)
+    n_pos = int(truth.counts().sum())
+    for cols in ([0], [0, 2], [0, 1, 2]):
+        for k in (1, 5, 20):
+            ref = metrics.gap(Predictions.from_dense(ids, np.mean([dense[c] for c in cols], axis=0)), truth, k=k)
+            assert _uniform_gap(cands, cols, y, n_pos, k) == pytest.approx(ref, abs=1e-6)
+    assert metrics.gap_pooled(cands.row, cands.scores[:, 0], np.zeros(len(y), bool), 0, k=5) == 0.0
