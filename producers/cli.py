@@ -17,6 +17,8 @@ _EPILOG = {
              "  produce train jobs/moe.toml --restart  # start over",
     "predict": "example:\n  produce predict jobs/moe.toml          # -> <run_dir>/predictions/moe.<split>.full.h5\n"
                "  produce predict jobs/lstm.toml --crops 3",
+    "search": "example:\n  produce search jobs/mlp.toml           # trials of its [search] table, chosen on dev GAP\n"
+              "  produce predict jobs/mlp.toml          # then predicts with the best trial",
     "models": "example:\n  produce models --level video",
 }
 
@@ -55,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--crops", type=int, default=None, help="inference crops, frame-level models (1..5)")
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
+    s = add("search", "train the trials of a job's [search] table; keep the best on dev GAP@20 (resumable)")
+    s.add_argument("config", metavar="CONFIG", help="job TOML file with a [search] table")
+    s.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
     m = add("models", "list the registered model architectures")
     m.add_argument("--level", choices=("video", "frame"), default=None)
     m.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -84,6 +90,13 @@ def _run(args) -> tuple[str, object]:
                 f"checkpoints in {cfg.job_dir / 'checkpoints'}")
         return text, {"name": cfg.output.name, "best_epoch": h.best_epoch, "dev_gap": h.best_gap,
                       "checkpoints": str(cfg.job_dir / "checkpoints")}
+    if args.command == "search":
+        from .search import search_job
+
+        res = search_job(load_config(args.config), quiet=args.quiet)
+        b = res["best"]
+        text = "\n".join(f"{r['trial']}  dev GAP@20 {r['dev_gap']:.4f}  {r['overrides']}" for r in res["trials"])
+        return text + f"\nbest: {b['trial']} (dev GAP@20 {b['dev_gap']:.4f})", res
     if args.command == "predict":
         cfg = load_config(args.config)
         paths = [str(p) for p in jobs.predict_job(cfg, crops=args.crops, quiet=args.quiet)]

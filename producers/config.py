@@ -4,6 +4,8 @@ Example (relative paths are relative to the config file's directory)::
 
     [model]
     name = "moe"                      # see `produce models`
+    input_norm = "l2"                 # none | l2 | standardize | batchnorm (producers.models.producer)
+    output_prior = true               # add the training set's class log-odds to the logits
     [model.hparams]
     num_experts = 4
 
@@ -20,12 +22,20 @@ Example (relative paths are relative to the config file's directory)::
     dev_fraction = 0.05
     salt = "yt8m-ensemble-v1"
 
-    [train]
+    [train]                           # the recipe: producers.train.Recipe
     epochs = 10
     batch_size = 1024                 # default 1024 (video) / 128 (frame)
     lr = 0.001
-    lr_decay = 0.95
-    patience = 3
+    lr_schedule = "exponential"       # exponential | cosine | constant (producers.schedule)
+    lr_decay = 0.95                   # exponential: factor per epoch, or per decay_examples
+    decay_examples = 0                # 0: decay per epoch; e.g. 4000000 as the starter code
+    warmup_examples = 0               # linear warm-up over this many examples
+    min_lr_ratio = 0.0                # cosine: floor as a fraction of lr
+    optimizer = "adam"                # adam | adamw
+    weight_decay = 0.0
+    clip_grad_norm = 0.0              # > 0: clip the global gradient norm
+    label_smoothing = 0.0             # e: train on (1 - e) y + e * class prior
+    patience = 3                      # epochs without a better dev GAP@20 before stopping
     seed = 0
     device = "auto"
     amp = true                        # used on CUDA only
@@ -60,6 +70,9 @@ from pathlib import Path
 from predictions.errors import InputError
 from predictions.split import DEFAULT_SALT
 
+from .models.producer import NORMS
+from .train import Recipe
+
 #: Width of a YouTube-8M video/frame feature vector (1024 RGB + 128 audio).
 FEATURE_DIM = 1152
 SPLIT_NAMES = ("heldout", "eval", "test")
@@ -69,6 +82,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 @dataclass
 class ModelConfig:
     name: str
+    input_norm: str = "none"
+    output_prior: bool = False
     hparams: dict = field(default_factory=dict)
 
 
@@ -90,16 +105,18 @@ class SplitConfig:
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int | None = None
-    lr: float = 1e-3
-    lr_decay: float = 0.95
+class TrainConfig(Recipe):
+    """The :class:`~producers.train.Recipe` plus how to feed and where to run it."""
+
     patience: int | None = 3
+    batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
     amp: bool = True
     workers: int = 0
+
+    def recipe(self) -> Recipe:
+        return Recipe(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Recipe)})
 
 
 @dataclass
@@ -126,6 +143,7 @@ class JobConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     path: str | None = field(default=None, compare=False)
+    search: object = field(default=None, compare=False)  # producers.search.SearchSpace or None
 
     @property
     def level(self) -> str:
@@ -140,7 +158,7 @@ class JobConfig:
         """Plain nested dict (TOML/JSON-serialisable: ``None`` values are dropped)."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name == "path":
+            if f.name in ("path", "search"):
                 continue
             sec = dataclasses.asdict(getattr(self, f.name))
             out[f.name] = {k: v for k, v in sec.items() if v is not None}
@@ -256,10 +274,10 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     base = Path(base_dir) if base_dir is not None else Path(path).resolve().parent
     if not isinstance(raw, dict):
         raise InputError("the config must be a TOML table", path)
-    unknown = sorted(set(raw) - set(_SECTIONS))
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"search"})
     if unknown:
         raise InputError(f"unknown section(s) {', '.join('[' + u + ']' for u in unknown)}; "
-                         f"sections: {', '.join(_SECTIONS)}", path)
+                         f"sections: {', '.join(_SECTIONS)}, search", path)
     for required in ("model", "data"):
         if required not in raw:
             raise InputError(f"missing section [{required}]", path)
@@ -295,11 +313,12 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     for key, low in (("epochs", 1), ("batch_size", 1), ("workers", 0)):
         if getattr(train, key) < low:
             raise InputError(f"[train] {key} must be >= {low}, got {getattr(train, key)}", path)
-    if train.patience is not None and train.patience < 1:
-        raise InputError(f"[train] patience must be >= 1, got {train.patience}", path)
-    if train.lr <= 0 or not 0 < train.lr_decay <= 1:
-        raise InputError(f"[train] need lr > 0 and 0 < lr_decay <= 1, got lr={train.lr}, "
-                         f"lr_decay={train.lr_decay}", path)
+    try:
+        train.recipe().check()
+    except ValueError as err:
+        raise InputError(f"[train] {err}", path) from None
+    if model.input_norm not in NORMS:
+        raise InputError(f"[model] input_norm must be one of {', '.join(NORMS)}, got {model.input_norm!r}", path)
     if train.device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", train.device):
         raise InputError(f"[train] device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', "
                          f"got {train.device!r}", path)
@@ -321,7 +340,12 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     if not _NAME.fullmatch(output.name):
         raise InputError(f"[output] name {output.name!r} must match [A-Za-z0-9_-]+", path)
 
-    cfg = JobConfig(model, data, split, train, predict, output, path=path)
+    search = None
+    if "search" in raw:
+        from .search import parse_search
+
+        search = parse_search(raw["search"], path)
+    cfg = JobConfig(model, data, split, train, predict, output, path=path, search=search)
     if check_model:
         build_model(cfg, device="meta")
     return cfg
@@ -342,15 +366,22 @@ def load_config(path) -> JobConfig:
 
 
 def build_model(cfg: JobConfig, device: str = "cpu"):
-    """The configured model (on ``device``; ``"meta"`` allocates nothing); InputError on bad values."""
+    """The configured model behind its :class:`~producers.models.producer.Producer` wrapper.
+
+    On ``device`` (``"meta"`` allocates nothing); InputError on bad values.
+    """
     import torch
 
     from producers.models.registry import create_model
 
+    from producers.models.producer import Producer
+
     try:
         with torch.device(device):
-            return create_model(cfg.model.name, input_dim=FEATURE_DIM, num_classes=cfg.data.num_classes,
-                                **cfg.model.hparams)
+            model = create_model(cfg.model.name, input_dim=FEATURE_DIM, num_classes=cfg.data.num_classes,
+                                 **cfg.model.hparams)
+            return Producer(model, FEATURE_DIM, cfg.data.num_classes, input_norm=cfg.model.input_norm,
+                            output_prior=cfg.model.output_prior)
     except InputError as err:
         raise InputError(f"[model.hparams] {err.problem}", cfg.path) from None
     except (ValueError, TypeError) as err:

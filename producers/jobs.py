@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -157,15 +158,18 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False):
     model = build_model(cfg)
     t0 = time.perf_counter()
     if cfg.level == "video":
-        loader, dev, n_train, n_dev = _video_training_data(cfg, log, quiet, dev_mask)
+        loader, dev, stats = _video_training_data(cfg, log, quiet, dev_mask)
     else:
-        loader, dev, n_train, n_dev = _frame_training_data(cfg, log, dev_mask)
+        loader, dev, stats = _frame_training_data(cfg, log, dev_mask)
+    n_train, n_dev = stats.n_train, stats.n_dev
     log(f"data: {n_train} training videos, {n_dev} dev videos ({time.perf_counter() - t0:.1f}s)")
+    model.norm.fit_stats(stats.feature_sample)
+    model.set_prior(stats.class_frequency, n_train)
     t = cfg.train
     t1 = time.perf_counter()
-    history = fit(model, loader, dev, epochs=t.epochs, lr=t.lr, lr_decay=t.lr_decay, patience=t.patience,
-                  device=t.device, amp=t.amp, checkpoint_dir=ckpt, seed=t.seed, progress=not quiet,
-                  log=log, train_size=n_train, dev_batch_size=t.batch_size)
+    history = fit(model, loader, dev, t.recipe(), device=t.device, amp=t.amp, checkpoint_dir=ckpt, seed=t.seed,
+                  progress=not quiet, log=log, train_size=n_train, dev_batch_size=t.batch_size,
+                  label_prior=stats.class_frequency)
     seconds = time.perf_counter() - t1
     log(f"done: best epoch {history.best_epoch} dev GAP@20 {history.best_gap:.4f}; {seconds:.1f}s")
     info = dict(history.to_dict(), model=cfg.model.name, name=cfg.output.name, n_train=n_train, n_dev=n_dev,
@@ -187,10 +191,11 @@ def _video_training_data(cfg: JobConfig, log: LogFn, quiet: bool, dev_mask):
     fit_rows, dev_rows = tr[~is_dev], tr[is_dev]
     if len(fit_rows) == 0:
         raise InputError("no training videos left after the held-out, eval and dev splits", cfg.path)
-    loader = video_loader(VideoArrays(X[fit_rows], labels.take(fit_rows)), cfg.train.batch_size, shuffle=True,
+    fit_labels = labels.take(fit_rows)
+    loader = video_loader(VideoArrays(X[fit_rows], fit_labels), cfg.train.batch_size, shuffle=True,
                           workers=cfg.train.workers)
     dev = (X[dev_rows], labels.take(dev_rows)) if len(dev_rows) else None
-    return loader, dev, len(fit_rows), len(dev_rows)
+    return loader, dev, TrainingStats(len(fit_rows), len(dev_rows), X[fit_rows], _frequency(fit_labels))
 
 
 def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
@@ -208,7 +213,37 @@ def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
     dev = None
     if len(dev_ids):
         dev = (frame_loader(FrameShards(cfg.data.train, C, crop=0, ids=dev_ids), bs), None)
-    return loader, dev, len(fit_ids), len(dev_ids)
+    sample = None
+    if cfg.model.input_norm == "standardize":  # frames of the first few hundred training videos
+        frames = [f for _, f, _ in FrameShards(cfg.data.train, C, crop=None, ids=fit_ids[:_STATS_VIDEOS])]
+        sample = np.concatenate(frames) if frames else None
+    need_prior = cfg.model.output_prior or cfg.train.label_smoothing > 0
+    frequency = _frequency(_frame_labels(cfg, fit_ids)) if need_prior else None
+    return loader, dev, TrainingStats(len(fit_ids), len(dev_ids), sample, frequency)
+
+
+#: Frame-level videos whose frames give the input standardisation statistics.
+_STATS_VIDEOS = 500
+
+
+@dataclass
+class TrainingStats:
+    """What the recipe learns from the training videos before the first step.
+
+    ``feature_sample`` (n, D): vectors for the input standardisation (None if
+    not needed); ``class_frequency`` (C,): fraction of training videos with
+    each label (the prior offset and label smoothing's target; None if not needed).
+    """
+
+    n_train: int
+    n_dev: int
+    feature_sample: np.ndarray | None
+    class_frequency: np.ndarray | None
+
+
+def _frequency(labels: Labels) -> np.ndarray:
+    """(C,) fraction of the videos of ``labels`` that carry each class."""
+    return np.bincount(labels.indices, minlength=labels.num_classes) / max(len(labels), 1)
 
 
 # --------------------------------------------------------------------------- predict
@@ -231,6 +266,9 @@ def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False
     n_crops = check_n_crops(cfg.predict.crops if crops is None else crops)
     if cfg.level == "video" and n_crops != 1:
         raise InputError("--crops applies to frame-level models only", cfg.path)
+    from .search import searched_config
+
+    cfg = searched_config(cfg)  # after `produce search`: the best trial's values
     log = _logger(cfg.job_dir / "train.log" if cfg.job_dir.exists() else None, quiet)
     ckpt = _checkpoint_dir(cfg)
     model = load_best(build_model(cfg), ckpt)

@@ -1,14 +1,17 @@
 """The one training loop shared by every producer model, and batch prediction.
 
-:func:`fit` trains with Adam on the binary cross-entropy of the predicted
-probabilities (clamped to [1e-6, 1 - 1e-6], summed over classes, averaged
-over the batch) plus the model's ``auxiliary_loss(y)`` if it has one; the
-learning rate decays exponentially per epoch; after each epoch it scores the
-dev videos with GAP@20, keeps the best weights, stops early after
-``patience`` epochs without improvement, and writes a checkpoint.
+:func:`fit` trains on the binary cross-entropy of the model's logits (summed
+over classes, averaged over the batch) plus the model's ``auxiliary_loss(y)``
+if it has one, with the optimisation :class:`Recipe` (Adam/AdamW, weight
+decay, gradient-norm clipping, warm-up and decay counted in examples or
+epochs, label smoothing); after each epoch it scores the dev videos with
+GAP@20, keeps the best weights, stops early after ``patience`` epochs without
+improvement, and writes a checkpoint. :func:`predict` yields probabilities
+(the sigmoid of the logits).
 
 Checkpoints (``<checkpoint_dir>/epoch-0003.pt`` ...) hold the model,
-optimizer, scheduler and AMP scaler states, the Python/numpy/torch(/CUDA) RNG
+optimizer and AMP scaler states, the examples seen (the learning-rate
+schedule is a function of them), the Python/numpy/torch(/CUDA) RNG
 states (as tensors and plain types, loadable with ``weights_only=True``), the
 epoch, the best score so far and the history. ``best.pt`` holds the best
 weights. Both are written atomically (temporary file + ``os.replace``).
@@ -18,6 +21,8 @@ the same seed would have had (on CPU; cuDNN kernels may not be bit-exact).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import random
 import re
@@ -30,14 +35,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from predictions.errors import InputError
 from predictions.types import Labels, Predictions
 
 from . import distributed
 from .datasets import Batch, arrays_batches, seed_everything
+from .schedule import LRSchedule
 
-_EPS = 1e-6
 _CKPT = re.compile(r"^epoch-(\d{4,})\.pt$")
 
 
@@ -87,10 +93,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise InputError(f"bad device {device!r}: {err}") from None
 
 
-def bce_loss(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """BCE on probabilities (float32, clamped), summed over classes, mean over the batch."""
-    p = p.float().clamp(_EPS, 1.0 - _EPS)
-    return -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p)).sum(-1).mean()
+def bce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of (B, C) logits against targets in [0, 1]: summed over classes, mean over the batch."""
+    z = logits.float()
+    return F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="sum") / max(z.shape[0], 1)
 
 
 def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -158,13 +164,24 @@ def load_checkpoint(path) -> dict:
         raise InputError(f"not a readable checkpoint ({type(err).__name__}: {err})", path) from None
 
 
+def _check_state(state, path, keys) -> None:
+    """InputError naming ``path`` unless ``state`` is a dict holding ``keys``."""
+    if not isinstance(state, dict):
+        raise InputError(f"not a training checkpoint (holds a {type(state).__name__}, expected a dict)", path)
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise InputError(f"not a training checkpoint (no {', '.join(map(repr, missing))})", path)
+
+
 def load_best(model: nn.Module, checkpoint_dir) -> nn.Module:
     """Load ``<checkpoint_dir>/best.pt`` into ``model`` (in place) and return it in eval mode."""
     path = Path(checkpoint_dir) / "best.pt"
     if not path.exists():
         raise InputError("no best.pt checkpoint; train the model first", path.parent)
+    state = load_checkpoint(path)
+    _check_state(state, path, ("model",))
     try:
-        model.load_state_dict(load_checkpoint(path)["model"])
+        model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise InputError(f"checkpoint does not fit the configured model ({str(err).splitlines()[0]})",
                          path) from None
@@ -203,8 +220,8 @@ def predict(model: nn.Module, batches: Iterable, device: str | torch.device = "a
             x = x.to(dev, non_blocking=True)
             lengths = None if lengths is None else lengths.to(dev)
             with torch.autocast(dev.type, enabled=use_amp):
-                p = model(x, lengths) if lengths is not None else model(x)
-            probs = p.float().clamp(0.0, 1.0).cpu().numpy()
+                z = model(x, lengths) if lengths is not None else model(x)
+            probs = torch.sigmoid(z.float()).cpu().numpy()
             if ids is None:
                 ids = np.arange(seen, seen + len(probs)).astype(str)
             seen += len(probs)
@@ -269,15 +286,72 @@ def _bar(progress: bool, total: int | None, desc: str):
 
 # --------------------------------------------------------------------------- training
 
-def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10, lr: float = 1e-3,
-        lr_decay: float = 0.95, weight_decay: float = 0.0, patience: int | None = None,
+@dataclass
+class Recipe:
+    """How every producer is optimised (the ``[train]`` options that :func:`fit` uses).
+
+    Adam (``optimizer = "adam"``, L2 ``weight_decay`` added to the gradient)
+    or AdamW (decoupled ``weight_decay``); the learning rate follows
+    :class:`~producers.schedule.LRSchedule` (``lr``, ``lr_schedule``,
+    ``lr_decay``, ``decay_examples``, ``warmup_examples``, ``min_lr_ratio``),
+    updated before every step; ``clip_grad_norm`` > 0 clips the global
+    gradient norm; ``label_smoothing`` = e trains on ``(1 - e) y + e q``, ``q``
+    the class prior given to :func:`fit` (uniform 1/C without one);
+    ``patience`` epochs without a better dev GAP stop the run (None: never).
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    lr_schedule: str = "exponential"
+    lr_decay: float = 0.95
+    decay_examples: int = 0
+    warmup_examples: int = 0
+    min_lr_ratio: float = 0.0
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    clip_grad_norm: float = 0.0
+    label_smoothing: float = 0.0
+    patience: int | None = None
+
+    def check(self) -> None:
+        """Raise ValueError naming the first bad option."""
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 (or left out), got {self.patience}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        for name in ("weight_decay", "clip_grad_norm"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        if not (math.isfinite(self.label_smoothing) and 0 <= self.label_smoothing < 1):
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        self.schedule(1)
+
+    def schedule(self, examples_per_epoch: int) -> LRSchedule:
+        return LRSchedule(self.lr, self.lr_schedule, self.lr_decay, self.decay_examples, self.warmup_examples,
+                          self.epochs * max(int(examples_per_epoch), 1), self.min_lr_ratio)
+
+
+def _smoothing_target(prior, num_classes: int, eps: float, device) -> torch.Tensor | None:
+    if eps <= 0:
+        return None
+    q = (torch.full((num_classes,), 1.0 / num_classes) if prior is None
+         else torch.as_tensor(np.asarray(prior, dtype=np.float32)))
+    return (eps * q).to(device)
+
+
+def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | None = None, *,
         device: str | torch.device = "auto", amp: bool = False, checkpoint_dir=None, seed: int | None = 0,
         progress: bool = False, dev_batch_size: int = 1024, log: Callable[[str], None] | None = None,
-        train_size: int | None = None) -> History:
+        train_size: int | None = None, label_prior=None, **options) -> History:
     """Train ``model`` in place and return its :class:`History`; the model ends with the best weights.
 
     Parameters
     ----------
+    model : ``forward(x[, lengths]) -> (B, C) logits``; its
+        ``auxiliary_loss(y)`` (if any, may return None) is added to the loss.
     train_loader : iterable of :class:`~producers.datasets.Batch` (or ``(x, y)``
         / ``(x, lengths, y)``); re-iterated each epoch. If its ``dataset`` has
         ``set_epoch`` (frame shards) it is called with the 0-based epoch.
@@ -285,24 +359,25 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         of batches whose rows follow ``labels`` (:class:`Labels`), or
         ``(loader, None)`` to take the truth from the batches' ``y``. Scored by
         GAP@20 after each epoch; without it the last epoch counts as best.
-    epochs : total epochs (a resumed run continues up to this number).
-    lr, lr_decay, weight_decay : Adam learning rate, its per-epoch
-        multiplicative decay (``ExponentialLR``), and L2 weight decay.
-    patience : stop after this many epochs without a better dev GAP (None: never).
+    recipe : the optimisation options (:class:`Recipe`); ``**options``
+        override its fields (``fit(m, loader, epochs=3, lr=0.01)``).
     device : ``"auto"``, ``"cpu"``, ``"cuda"``...; amp : float16 autocast + grad
         scaling, used only on CUDA.
     checkpoint_dir : write ``epoch-NNNN.pt`` + ``best.pt`` there, and resume
         from the latest ``epoch-NNNN.pt`` if one exists.
     seed : seeds Python/numpy/torch RNGs on a fresh start (None: leave them).
     progress : tqdm bar per epoch with videos/s and ETA; log : called with one
-        line per epoch. train_size : videos per epoch, for the bar's ETA.
+        line per epoch. train_size : videos per epoch (bar's ETA, cosine schedule).
+    label_prior : (C,) class frequencies, the target of ``label_smoothing``.
+
+    The loss is the binary cross-entropy of the logits, summed over classes and
+    averaged over the batch.
     """
-    if epochs < 1:
-        raise InputError(f"epochs must be >= 1, got {epochs}")
-    if not 0 < lr_decay <= 1:
-        raise InputError(f"lr_decay must be in (0, 1], got {lr_decay}")
-    if patience is not None and patience < 1:
-        raise InputError(f"patience must be >= 1 or None, got {patience}")
+    try:
+        recipe = dataclasses.replace(recipe or Recipe(), **options)
+        recipe.check()
+    except (TypeError, ValueError) as err:
+        raise InputError(f"bad training option: {err}") from None
     dev_device = resolve_device(device)
     ddp = distributed.setup(device)  # None unless launched by torchrun with WORLD_SIZE > 1
     if ddp is not None:  # see producers.distributed: sharded data, rank 0 writes
@@ -310,40 +385,50 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         train_loader = distributed.shard_loader(train_loader, ddp, seed=seed or 0)
     use_amp = bool(amp) and dev_device.type == "cuda"
     model.to(dev_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
+    opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if train_size is None:
+        try:
+            train_size = len(getattr(train_loader, "dataset", None))  # type: ignore[arg-type]
+        except TypeError:
+            train_size = None
+    lr_at = recipe.schedule(train_size or 1)
     history = History()
     ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-    start = 0
+    start = examples = 0
     latest = distributed.broadcast_object(None if ckpt_dir is None else latest_checkpoint(ckpt_dir))
     best_state = None
     if latest is not None:
         state = load_checkpoint(latest)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        _check_state(state, latest, ("model", "optimizer", "scaler", "rng", "epoch", "history"))
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise InputError(f"checkpoint does not fit this model and recipe ({str(err).splitlines()[0]}); "
+                             f"restart training", latest) from None
         scaler.load_state_dict(state["scaler"])
         ranks = state.get("rng_ranks")
         _set_rng_state(ranks[ddp.rank] if ddp and ranks and len(ranks) == ddp.world_size else state["rng"])
         history = History.from_dict(state["history"])
         start = history.resumed_from = int(state["epoch"])
+        examples = int(state.get("examples", 0))
         if ckpt_dir is not None and (ckpt_dir / "best.pt").exists():
-            best_state = load_checkpoint(ckpt_dir / "best.pt")["model"]
+            best = load_checkpoint(ckpt_dir / "best.pt")
+            _check_state(best, ckpt_dir / "best.pt", ("model",))
+            best_state = best["model"]
         if log:
             log(f"resumed from {latest} (epoch {start})")
     elif seed is not None:
         seed_everything(seed + (ddp.rank if ddp else 0))  # per-rank dropout; DDP syncs the weights
     net = distributed.wrap_model(model, ddp)  # the model itself when not distributed
     dev_x, dev_labels = (None, None) if dev is None else dev
-    if train_size is None:
-        try:
-            train_size = len(getattr(train_loader, "dataset", None))  # type: ignore[arg-type]
-        except TypeError:
-            train_size = None
     stale = 0 if not history.epochs else history.epochs[-1] - history.best_epoch
+    smooth = None
+    patience = recipe.patience
 
-    for epoch in range(start, epochs):
+    for epoch in range(start, recipe.epochs):
         if patience is not None and stale >= patience:
             history.stopped_early = True
             break
@@ -354,31 +439,41 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         distributed.set_epoch(train_loader, epoch)
         net.train()
         total_loss, n_seen = 0.0, 0
-        bar = _bar(progress, train_size, f"epoch {epoch + 1}/{epochs}")
+        bar = _bar(progress, train_size, f"epoch {epoch + 1}/{recipe.epochs}")
         for batch in distributed.lockstep(train_loader, ddp):
             x, y, lengths = _unpack(batch)
             x, y = x.to(dev_device, non_blocking=True), y.to(dev_device, non_blocking=True)
             lengths = None if lengths is None else lengths.to(dev_device)
+            if smooth is None and recipe.label_smoothing > 0:
+                smooth = _smoothing_target(label_prior, y.shape[1], recipe.label_smoothing, dev_device)
+            target = y if smooth is None else y * (1.0 - recipe.label_smoothing) + smooth
+            lr_now = lr_at(examples, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(dev_device.type, enabled=use_amp):
-                p = net(x, lengths) if lengths is not None else net(x)
-            loss = bce_loss(p, y)
-            aux = getattr(model, "auxiliary_loss", None)
+                z = net(x, lengths) if lengths is not None else net(x)
+                aux_fn = getattr(model, "auxiliary_loss", None)
+                aux = aux_fn(y) if aux_fn is not None else None
+            loss = bce_loss(z, target)
             if aux is not None:
-                with torch.autocast(dev_device.type, enabled=use_amp):
-                    loss = loss + aux(y).float()
+                loss = loss + aux.float()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} in epoch {epoch + 1}; "
-                                         f"try a smaller lr")
+                                         f"try a smaller lr or clip_grad_norm")
             scaler.scale(loss).backward()
+            if recipe.clip_grad_norm > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
             scaler.step(optimizer)
             scaler.update()
             b = x.shape[0]
+            examples += b * (ddp.world_size if ddp else 1)
             total_loss += float(loss.detach()) * b
             n_seen += b
             if bar is not None:
                 bar.update(b * (ddp.world_size if ddp else 1))
-                bar.set_postfix(loss=f"{total_loss / n_seen:.3f}")
+                bar.set_postfix(loss=f"{total_loss / n_seen:.3f}", lr=f"{lr_now:.2g}")
         if bar is not None:
             bar.close()
         if ddp is not None:  # global mean loss and videos over all ranks
@@ -386,7 +481,6 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
             total_loss, n_seen = float(total_loss), int(n_seen)
         if n_seen == 0:
             raise InputError("the training data is empty")
-        scheduler.step()
         train_s = time.perf_counter() - t0
         g = float("nan")
         if dev_x is not None:
@@ -405,15 +499,15 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, *, epochs: int = 10,
         else:
             stale += 1
         if log:
-            log(f"epoch {epoch + 1}/{epochs} loss {history.loss[-1]:.4f} dev_gap {g:.4f} "
-                f"lr {scheduler.get_last_lr()[0]:.3g} {history.videos_per_s[-1]:.0f} videos/s "
+            log(f"epoch {epoch + 1}/{recipe.epochs} loss {history.loss[-1]:.4f} dev_gap {g:.4f} "
+                f"lr {lr_now:.3g} {history.videos_per_s[-1]:.0f} videos/s "
                 f"{history.seconds[-1]:.1f}s{' *' if improved else ''}")
         rng_ranks = distributed.all_gather_object(_rng_state()) if ddp and ckpt_dir is not None else None
         if ckpt_dir is not None and distributed.is_main_process():
             if improved:
                 _atomic_save({"model": best_state, "epoch": epoch + 1, "dev_gap": g}, ckpt_dir / "best.pt")
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                          "scaler": scaler.state_dict(), "examples": examples,
                           "rng": _rng_state(), "epoch": epoch + 1, "history": history.to_dict(),
                           **({"rng_ranks": rng_ranks} if rng_ranks else {})},
                          ckpt_dir / f"epoch-{epoch + 1:04d}.pt")

@@ -118,9 +118,8 @@ def test_forward_backward_padding_invariance(name):
     lengths = torch.tensor([10, 7, 3, 1])
     x = torch.randn(4, 12, D, generator=g)
     p = m(x, lengths)
-    assert p.shape == (4, C) and p.dtype == torch.float32
-    assert float(p.detach().min()) >= 0.0 and float(p.detach().max()) <= 1.0
-    p.log().sum().backward()
+    assert p.shape == (4, C) and p.dtype == torch.float32 and torch.isfinite(p).all()  # logits
+    F.logsigmoid(p).sum().backward()
     for pname, param in m.named_parameters():
         assert param.grad is not None, f"{name}: no gradient for {pname}"
         assert torch.isfinite(param.grad).all(), pname
@@ -145,7 +144,7 @@ def test_head_options():
     for opts in (dict(head="lr"), dict(num_experts=3, context_gating=True, dropout=0.5)):
         m = small("lstm", **opts)
         p = m(torch.randn(4, 6, D), torch.tensor([6, 5, 2, 1]))
-        assert p.shape == (4, C) and 0 <= float(p.detach().min()) and float(p.detach().max()) <= 1
+        assert p.shape == (4, C) and torch.isfinite(p).all()
 
 
 # ----------------------------------------------------------------------------- learnability
@@ -172,7 +171,7 @@ def train_and_score(name, steps, amp, num_classes=C):
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
         i = torch.randint(0, len(ytr), (32,), generator=g)
-        loss = F.binary_cross_entropy(m(xtr[i], ltr[i]), F.one_hot(ytr[i], num_classes).float())
+        loss = F.binary_cross_entropy_with_logits(m(xtr[i], ltr[i]), F.one_hot(ytr[i], num_classes).float())
         opt.zero_grad()
         loss.backward()
         opt.step()

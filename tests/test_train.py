@@ -70,7 +70,8 @@ def test_fit_learns_and_keeps_best(tmp_path):
     assert latest_checkpoint(tmp_path).name == "epoch-0004.pt"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "epoch-0004.pt"]
     ck = load_checkpoint(tmp_path / "epoch-0004.pt")  # weights_only=True
-    assert ck["epoch"] == 4 and set(ck) >= {"model", "optimizer", "scheduler", "rng", "history"}
+    assert ck["epoch"] == 4 and set(ck) >= {"model", "optimizer", "examples", "rng", "history"}
+    assert ck["examples"] == 4 * 240
     best = load_best(create_model("lr", input_dim=D, num_classes=C), tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), model.state_dict().values()))
     assert History.from_dict(h.to_dict()) == h

@@ -50,7 +50,7 @@ def test_forward_backward_shapes(name):
     y = (torch.rand(6, C) < 0.1).float()
     p = model(x)
     assert p.shape == (6, C) and p.dtype == torch.float32
-    assert float(p.detach().min()) >= 0.0 and float(p.detach().max()) <= 1.0
+    assert torch.isfinite(p).all()  # logits
     loss = bce_loss(p, y)
     if hasattr(model, "auxiliary_loss"):
         loss = loss + model.auxiliary_loss(y)

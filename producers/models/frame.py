@@ -2,10 +2,10 @@
 
 Every model follows the registry contract (see :mod:`producers.models.registry`)::
 
-    model(x, lengths) -> probabilities
+    model(x, lengths) -> logits
     x: (B, T, D) float32, frames past lengths[b] are padding (their values are ignored)
     lengths: (B,) int64 in [1, T] (None = all T frames valid)
-    probabilities: (B, C) in [0, 1]
+    logits: (B, C) class log-odds (probabilities are their sigmoid)
 
 Every model ends in :class:`producers.models.heads.Head`, configured by the
 hyper-parameters ``head`` ("lr" or "moe"), ``num_experts``, ``dropout`` and

@@ -11,11 +11,13 @@ Contract of a registered model
 * ``__init__(input_dim, num_classes, **hparams)``; ``input_dim`` is the feature
   width per video (video level) or per frame (frame level), 1024 + 128 = 1152
   for YouTube-8M.
-* ``forward(x, lengths=None) -> probabilities``:
+* ``forward(x, lengths=None) -> logits``:
   video level: ``x`` (B, D) float32; frame level: ``x`` (B, T, D) float32 and
   ``lengths`` (B,) int64 valid frames per row (frames past it are padding).
-  Returns (B, C) probabilities in [0, 1] (not logits: mixtures of experts
-  average probabilities).
+  Returns (B, C) logits, the log-odds of each class probability (heads whose
+  probability is not a plain sigmoid, such as mixtures of experts, compute
+  them in log space; see :mod:`producers.models.heads`). The training loss is
+  the BCE of the logits; predictions are their sigmoid.
 """
 from __future__ import annotations
 

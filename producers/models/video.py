@@ -1,4 +1,4 @@
-"""Video-level architectures: ``x`` (B, D) -> class probabilities (B, C).
+"""Video-level architectures: ``x`` (B, D) -> class logits (B, C).
 
 Every class here is registered with ``@register_model(name, level="video")`` and
 follows the contract in :mod:`producers.models.registry`. Classifiers are
@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..train import bce_loss as _bce
-from .heads import ContextGating, Head
+from .heads import Head, OutputGating
 from .registry import register_model
 
 def _head(in_dim: int, num_classes: int, head: str, num_experts: int, dropout: float,
@@ -101,7 +101,7 @@ class MLP(nn.Module):
         super().__init__()
         _check_positive(hidden_dim=hidden_dim, num_layers=num_layers)
         self.trunk, width = _mlp_trunk(input_dim, hidden_dim, num_layers, dropout, batch_norm)
-        self.head = _head(width, num_classes, head, num_experts, dropout, context_gating)
+        self.head = _head(width, num_classes, head, num_experts, 0.0, context_gating)  # trunk ends in dropout
 
     def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
         return self.head(self.trunk(x))
@@ -177,7 +177,7 @@ class HierarchicalMoE(nn.Module):
     just a fixed partition, so the model runs without a vocabulary file). The
     coarse head gives P(vertical | x) (B, V), trained by an auxiliary BCE
     against "some class of the vertical is present"; the fine head sees
-    ``[x, P(vertical | x)]`` and outputs the (B, C) class probabilities.
+    ``[x, P(vertical | x)]`` and outputs the (B, C) class logits.
     """
 
     def __init__(self, input_dim: int, num_classes: int, verticals: list | None = None,
@@ -201,12 +201,12 @@ class HierarchicalMoE(nn.Module):
         self._aux: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
-        pv = self.coarse(x)
-        self._aux = pv if self.training else None
-        return self.fine(torch.cat([x, pv], dim=1))
+        zv = self.coarse(x)  # vertical logits
+        self._aux = zv if self.training else None
+        return self.fine(torch.cat([x, torch.sigmoid(zv)], dim=1))
 
     def auxiliary_loss(self, y: torch.Tensor) -> torch.Tensor:
-        """Weighted BCE of the vertical probabilities against "any class of the vertical present"."""
+        """Weighted BCE of the vertical logits against "any class of the vertical present"."""
         yv = (y.float() @ self.membership > 0).float()
         return self.aux_weight * _bce(self._aux, yv)
 
@@ -247,15 +247,17 @@ class ClassifierChain(nn.Module):
         self.heads = nn.ModuleList(
             _head(input_dim + (bottleneck if g else 0), sizes[g], head, num_experts, dropout, False)
             for g in range(len(groups)))
-        self.gating = ContextGating(num_classes) if context_gating else None
+        self.gating = OutputGating(num_classes) if context_gating else None
 
     def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
-        probs = [self.heads[0](x)]
+        logits = [self.heads[0](x)]
+        probs = [torch.sigmoid(logits[0])]
         for g in range(1, len(self.heads)):
             carried = F.relu(self.bottlenecks[g - 1](torch.cat(probs, dim=1)))
-            probs.append(self.heads[g](torch.cat([x, carried], dim=1)))
-        p = torch.cat(probs, dim=1).index_select(1, self.inverse)
-        return p if self.gating is None else self.gating(p).clamp(0.0, 1.0)
+            logits.append(self.heads[g](torch.cat([x, carried], dim=1)))
+            probs.append(torch.sigmoid(logits[-1]))
+        z = torch.cat(logits, dim=1).index_select(1, self.inverse)
+        return z if self.gating is None else self.gating(z)
 
 
 # --------------------------------------------------------------------------- LSTM translator
