@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from predictions.metrics import gap
 from predictions.types import Labels, Predictions
@@ -17,14 +18,14 @@ D, C = 32, 50
 VIDEO_MODELS = ["chain", "hmoe", "lr", "lstm_translator", "mlp", "moe", "residualcnn"]
 SMALL = {
     "mlp": dict(hidden_dim=64, dropout=0.0),
-    "residualcnn": dict(width=32, signal_dim=64, channels=8, num_modules=2, stem_stride=2, dropout=0.0),
-    "lstm_translator": dict(hidden_size=32, embed_dim=16, max_steps=3),
+    "residualcnn": dict(signal_dim=64, stem_channels=8, stem_kernel=9, widths=[8, 8], depths=[2, 1], kernel=3),
+    "lstm_translator": dict(hidden_size=32, embed_dim=16, max_steps=3, feature_steps=2),
     "chain": dict(num_groups=4, bottleneck=16),
     "hmoe": dict(num_verticals=5),
 }
 # GAP@20 on the held-out half of `_data` after 4 epochs (measured on CPU, seed 0); chance is 0.012.
-MEASURED = {"chain": 0.844, "hmoe": 0.832, "lr": 0.288, "lstm_translator": 0.928, "mlp": 0.857,
-            "moe": 0.645, "residualcnn": 0.344}
+MEASURED = {"chain": 0.844, "hmoe": 0.832, "lr": 0.288, "lstm_translator": 0.889, "mlp": 0.857,
+            "moe": 0.645, "residualcnn": 0.641}
 
 
 def _data(n: int, seed: int):
@@ -107,10 +108,57 @@ def test_hmoe_vertical_targets():
 
 
 def test_lstm_translator_targets():
-    model = create_model("lstm_translator", input_dim=D, num_classes=5, max_steps=3)
+    model = create_model("lstm_translator", input_dim=D, num_classes=5, max_steps=3, feature_steps=2)
     y = torch.tensor([[0.0, 1, 0, 1, 1], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
-    # labels in class-id order, cut to max_steps - 1, end token (5), then ignored (-100)
-    assert model._targets(y).tolist() == [[1, 3, 5], [2, 5, -100], [5, -100, -100]]
+    # labels in class-id order, cut to steps - 1, end token (5), then ignored (-1)
+    assert model._targets(y, 3).tolist() == [[1, 3, 5], [2, 5, -1], [5, -1, -1]]
+    assert model._targets(y, 4).tolist() == [[1, 3, 4, 5], [2, 5, -1, -1], [5, -1, -1, -1]]
+
+
+def test_lstm_translator_structure_at_paper_sizes():
+    """Yoo et al.: 2 BN-LSTM layers, video vector + previous word at every step, BN before the word loss."""
+    with torch.device("meta"):
+        m = create_model("lstm_translator", input_dim=1152, num_classes=3862)
+    assert len(m.cells) == 2 and m.beta == 0.0
+    assert m.cells[0].wx.in_features == 2 * 256 and m.cells[1].wx.in_features == 512  # [video, word] then h
+    assert m.cells[0].wx.out_features == 4 * 512 and len(m.cells[0].bnx) == m.max_steps  # BN stats per step
+    assert m.embed.weight.shape == (3862 + 2, 256) and m.words.out_features == 3862 + 1  # + begin, end
+    assert len(m.word_bn) == m.max_steps and m.word_bn[0].num_features == 3863
+    assert m.head.classifier.experts.in_features == 1152 + 512
+
+
+def test_lstm_translator_word_loss_continues_the_decode():
+    torch.manual_seed(0)
+    m = create_model("lstm_translator", input_dim=D, num_classes=C, hidden_size=16, embed_dim=8, max_steps=6,
+                     feature_steps=2).train()
+    x, y = torch.randn(5, D), torch.zeros(5, C)
+    y[0, :4] = 1  # 4 labels + end: 5 steps, more than the 2 feature steps of the forward pass
+    m(x)
+    loss = m.auxiliary_loss(y)
+    start = m._stash[0]
+    logits, _, _ = m._decode(start, 0, 5)  # one uninterrupted decode gives the same words
+    targets = m._targets(y, 5)
+    onehot = F.one_hot(targets.clamp(min=0), C + 1).float()
+    ref = (F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").sum(-1) * (targets >= 0)).sum() / 5
+    torch.testing.assert_close(loss, ref)
+
+
+def test_residualcnn_structure_at_paper_sizes():
+    """Garg's ResidualCNN-X: FC to X, 49-wide 64-channel stem, modules of 3,3,2,2 kernel-9 convs, dilations 1,3,5."""
+    with torch.device("meta"):
+        m = create_model("residualcnn", input_dim=1152, num_classes=3862)
+    assert m.project[0].out_features == 1024 and m.stem[0].weight.shape == (64, 1, 49)
+    widths = [blk.project[0].out_channels for blk in m.blocks]
+    assert widths == [64, 128, 256, 512] and [blk.project[0].kernel_size for blk in m.blocks] == [(1,)] * 4
+    assert [len(blk.convs) for blk in m.blocks] == [3, 3, 2, 2]
+    assert [[c[0].dilation[0] for c in blk.convs] for blk in m.blocks] == [[1, 3, 5], [1, 3, 5], [1, 3], [1, 3]]
+    assert all(c[0].kernel_size == (9,) and isinstance(c[1], torch.nn.BatchNorm1d) and isinstance(c[2], torch.nn.ReLU)
+               for blk in m.blocks for c in blk.convs)
+    assert m.head.classifier.experts.in_features == 1024  # channels pooled into the X-vector
+    x = torch.randn(2, 1152)
+    small = create_model("residualcnn", input_dim=1152, num_classes=7, signal_dim=32, stem_channels=4,
+                         widths=[4, 8], depths=[1, 1]).eval()
+    assert small(x).shape == (2, 7)
 
 
 @pytest.mark.parametrize("name", VIDEO_MODELS)

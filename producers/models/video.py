@@ -109,60 +109,74 @@ class MLP(nn.Module):
 
 # --------------------------------------------------------------------------- ResidualCNN-X
 
-class _ResidualModule(nn.Module):
-    """Two dilated 1-D convolutions (kernel 3, same length) with batch norm and a skip connection."""
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int, dilation: int = 1) -> nn.Sequential:
+    """Same-length 1-D convolution, then batch norm and ReLU (Garg: "BN+ReLU after every layer")."""
+    return nn.Sequential(nn.Conv1d(c_in, c_out, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation,
+                                   bias=False), nn.BatchNorm1d(c_out), nn.ReLU())
 
-    def __init__(self, channels: int, dilation: int):
+
+class _ResidualModule(nn.Module):
+    """A 1x1 convolution to ``width`` channels, then ``depth`` dilated convolutions (kernel ``kernel``,
+    dilations cycling through ``dilations``) whose output is added back to the module's input."""
+
+    def __init__(self, c_in: int, width: int, depth: int, kernel: int, dilations: tuple):
         super().__init__()
-        self.conv1 = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
-        self.bn1 = nn.BatchNorm1d(channels)
-        self.conv2 = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm1d(channels)
+        self.project = _conv_bn_relu(c_in, width, 1)
+        self.convs = nn.Sequential(*[_conv_bn_relu(width, width, kernel, dilations[i % len(dilations)])
+                                     for i in range(depth)])
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        z = F.relu(self.bn1(self.conv1(h)))
-        return F.relu(h + self.bn2(self.conv2(z)))
+        h = self.project(h)
+        return h + self.convs(h)
 
 
 @register_model("residualcnn", level="video")
 class ResidualCNN(nn.Module):
-    """ResidualCNN-X (Garg et al. 2018): the video vector as a 1-D signal through dilated residual convs.
+    """ResidualCNN-X (Garg 2018, YouTube-8M 2nd challenge): the video vector as a 1-D signal through dilated residual convolutions.
 
-    A fully connected layer (+ BN, ReLU) maps ``x`` (B, D) to a one-channel
-    signal of length ``signal_dim``; a strided stem convolution
-    (``stem_stride``) maps it to ``channels`` channels; ``num_modules``
-    residual modules with dilations 1, 2, 4, ... process it; the result is
-    pooled (``pooling`` "mean" or "max") into ``pool_bins`` equal segments of
-    the signal axis, flattened and projected to ``width`` (the X of
-    ResidualCNN-X) features (+ BN, ReLU) for the head. ``pool_bins=1`` is
-    global pooling, which makes the descriptor blind to *where* along the
-    signal a pattern occurs (measured: close to chance on random-projection
-    labels), hence the default 8. Simplification: one signal for the
-    concatenated RGB+audio vector rather than separate branches.
+    Section "ResidualCNN-X" of Garg's write-up: a fully connected layer
+    (+ BN, ReLU) maps the video vector (B, D) to an ``X``-long one-channel
+    signal (X = ``signal_dim``, 1024 in the paper); a ``stem_kernel``-wide
+    (49) stem convolution gives ``stem_channels`` (64) channels; residual
+    modules of ``depths`` = (3, 3, 2, 2) convolutions with kernel ``kernel``
+    (9) and dilations cycling 1, 3, 5 inside each module, module widths
+    ``widths`` (64, 128, 256, 512, our reading of the paper's figure), a 1x1
+    convolution into each module; BN + ReLU after every layer; the channels
+    are then pooled (``pooling`` "mean" or "max", across channels, not along
+    the signal) into an X-vector, which feeds the MoE head. Every convolution
+    keeps the signal length, so position along the signal is preserved.
+    Paper sizes cost about 30 GFLOP a video: on a CPU use a smaller X and
+    narrower modules (see configs/real/residualcnn.toml).
     """
 
-    def __init__(self, input_dim: int, num_classes: int, width: int = 1024, signal_dim: int = 1024,
-                 channels: int = 32, num_modules: int = 3, stem_stride: int = 4, pooling: str = "max",
-                 pool_bins: int = 8, dropout: float = 0.3, head: str = "moe", num_experts: int = 2,
-                 context_gating: bool = False):
+    def __init__(self, input_dim: int, num_classes: int, signal_dim: int = 1024, stem_channels: int = 64,
+                 stem_kernel: int = 49, widths: list = (64, 128, 256, 512), depths: list = (3, 3, 2, 2),
+                 kernel: int = 9, dilations: list = (1, 3, 5), pooling: str = "mean", dropout: float = 0.0,
+                 head: str = "moe", num_experts: int = 2, context_gating: bool = False):
         super().__init__()
-        _check_positive(width=width, signal_dim=signal_dim, channels=channels, num_modules=num_modules,
-                        stem_stride=stem_stride, pool_bins=pool_bins)
+        widths, depths, dilations = list(widths), list(depths), list(dilations)
+        _check_positive(signal_dim=signal_dim, stem_channels=stem_channels, stem_kernel=stem_kernel, kernel=kernel)
+        if len(widths) != len(depths) or not widths or min(widths + depths) < 1:
+            raise ValueError(f"widths and depths must be equally long lists of positive ints, got {widths}, {depths}")
+        if not dilations or min(dilations) < 1 or kernel % 2 == 0 or stem_kernel % 2 == 0:
+            raise ValueError("kernels must be odd and dilations positive")
         if pooling not in ("mean", "max"):
             raise ValueError(f"pooling must be 'mean' or 'max', got {pooling!r}")
+        self.pooling = pooling
         self.project = nn.Sequential(nn.Linear(input_dim, signal_dim), nn.BatchNorm1d(signal_dim), nn.ReLU())
-        self.stem = nn.Sequential(
-            nn.Conv1d(1, channels, 2 * stem_stride + 1, stride=stem_stride, padding=stem_stride, bias=False),
-            nn.BatchNorm1d(channels), nn.ReLU())
-        self.blocks = nn.Sequential(*[_ResidualModule(channels, 2 ** i) for i in range(num_modules)])
-        self.pool = (nn.AdaptiveMaxPool1d if pooling == "max" else nn.AdaptiveAvgPool1d)(pool_bins)
-        self.out = nn.Sequential(nn.Flatten(), nn.Linear(channels * pool_bins, width), nn.BatchNorm1d(width),
-                                 nn.ReLU())
-        self.head = _head(width, num_classes, head, num_experts, dropout, context_gating)
+        self.stem = _conv_bn_relu(1, stem_channels, stem_kernel)
+        c_in = stem_channels
+        blocks = []
+        for width, depth in zip(widths, depths):
+            blocks.append(_ResidualModule(c_in, width, depth, kernel, tuple(dilations)))
+            c_in = width
+        self.blocks = nn.Sequential(*blocks)
+        self.head = _head(signal_dim, num_classes, head, num_experts, dropout, context_gating)
 
     def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
-        h = self.blocks(self.stem(self.project(x).unsqueeze(1)))  # (B, channels, L)
-        return self.head(self.out(self.pool(h)))
+        h = self.blocks(self.stem(self.project(x).unsqueeze(1)))  # (B, channels, X)
+        pooled = h.mean(1) if self.pooling == "mean" else h.amax(1)  # across channels: (B, X)
+        return self.head(pooled)
 
 
 # --------------------------------------------------------------------------- hierarchical MoE
@@ -263,95 +277,130 @@ class ClassifierChain(nn.Module):
 # --------------------------------------------------------------------------- LSTM translator
 
 class _BNLSTMCell(nn.Module):
-    """LSTM cell with batch norm on the input and recurrent projections (Cooijmans et al. 2016).
+    """LSTM cell with batch norm on the input and recurrent projections and on the cell (Cooijmans et al. 2016).
 
-    Simplification: one set of BN statistics shared by all time steps.
+    As Cooijmans et al. recommend, every time step has its own BN statistics
+    (``steps`` sets; later steps reuse the last set).
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, steps: int):
         super().__init__()
         self.wx = nn.Linear(input_size, 4 * hidden_size, bias=False)
         self.wh = nn.Linear(hidden_size, 4 * hidden_size, bias=True)
-        self.bnx = nn.BatchNorm1d(4 * hidden_size)
-        self.bnh = nn.BatchNorm1d(4 * hidden_size)
-        self.bnc = nn.BatchNorm1d(hidden_size)
+        self.bnx = nn.ModuleList(nn.BatchNorm1d(4 * hidden_size) for _ in range(steps))
+        self.bnh = nn.ModuleList(nn.BatchNorm1d(4 * hidden_size) for _ in range(steps))
+        self.bnc = nn.ModuleList(nn.BatchNorm1d(hidden_size) for _ in range(steps))
 
-    def forward(self, inp: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+    def forward(self, inp: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], t: int):
         h, c = state
-        i, f, g, o = (self.bnx(self.wx(inp)) + self.bnh(self.wh(h))).chunk(4, dim=1)
+        t = min(t, len(self.bnx) - 1)
+        i, f, g, o = (self.bnx[t](self.wx(inp)) + self.bnh[t](self.wh(h))).chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(self.bnc(c)), c
+        return torch.sigmoid(o) * torch.tanh(self.bnc[t](c)), c
 
 
 @register_model("lstm_translator", level="video")
 class LSTMTranslator(nn.Module):
-    """Labels as words (Yoo et al. 2017): a BN-LSTM decodes a label sequence; its state feeds a head.
+    """Labels as words (Yoo et al. 2017, arXiv 1707.04045): a batch-normalised LSTM translates the video into its label sequence.
 
-    The video vector initialises the state of a batch-normalised LSTM which
-    emits ``max_steps`` label "words" (vocabulary: C classes + an end token).
-    Each step's input is the embedding of the previous word: with probability
-    ``beta`` per video (label injection) the true previous label, otherwise the
-    expected embedding under the previous step's softmax (fed-back prediction);
-    ``beta`` is 0 at inference. The auxiliary loss is the cross-entropy of that
-    sequence, the true labels ordered by class id (most frequent first in
-    YouTube-8M), cut to ``max_steps - 1``, then the end token. The head (LR or
-    MoE) classifies ``[x, h_T]``, the last hidden state of the beta = 0 decode.
-    Simplifications: the head always uses the un-injected decode, BN statistics
-    are shared across steps, no beam search.
+    Yoo et al., "Large-scale video classification guided by batch normalized
+    LSTM translator" (sections 3-4): ``num_layers`` (2) BN-LSTM layers of
+    ``hidden_size`` units decode the label "sentence": the video's labels in
+    class-id order (most frequent first in YouTube-8M) after a begin token and
+    ending with an end token, as long as the video's label count (at most
+    ``max_steps``). The input of every step is the video vector (projected to
+    ``embed_dim``) concatenated with the embedding of the previous word. The
+    word outputs (C classes + end) pass through batch norm before their loss,
+    a binary cross-entropy against the one-hot next word, summed over words
+    and steps up to the end token (the auxiliary loss, weighted ``aux_weight``).
+    Stochastic gating: with probability ``beta`` per video and step the true
+    previous word is fed, otherwise the expected embedding under the model's
+    own word distribution; ``beta = 0`` (the paper's best, the default) always
+    feeds the model's own prediction, so training and inference decode alike.
+    The translator is a feature extractor: the classifier (LR or MoE head)
+    reads ``[x, mean of the top layer's states over the first feature_steps
+    steps]``.
     """
 
-    def __init__(self, input_dim: int, num_classes: int, hidden_size: int = 256, embed_dim: int = 128,
-                 max_steps: int = 5, beta: float = 0.5, aux_weight: float = 1.0, dropout: float = 0.0,
-                 head: str = "moe", num_experts: int = 2, context_gating: bool = False):
+    def __init__(self, input_dim: int, num_classes: int, hidden_size: int = 512, embed_dim: int = 256,
+                 num_layers: int = 2, max_steps: int = 20, feature_steps: int = 4, beta: float = 0.0,
+                 aux_weight: float = 1.0, dropout: float = 0.0, head: str = "moe", num_experts: int = 2,
+                 context_gating: bool = False):
         super().__init__()
-        _check_positive(hidden_size=hidden_size, embed_dim=embed_dim, max_steps=max_steps)
+        _check_positive(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, max_steps=max_steps,
+                        feature_steps=feature_steps)
+        if feature_steps > max_steps:
+            raise ValueError(f"feature_steps ({feature_steps}) must be <= max_steps ({max_steps})")
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
-        self.num_classes, self.max_steps, self.beta, self.aux_weight = num_classes, max_steps, beta, aux_weight
-        self.init_h = nn.Linear(input_dim, hidden_size)
-        self.init_c = nn.Linear(input_dim, hidden_size)
-        self.embed = nn.Parameter(torch.randn(num_classes + 2, embed_dim) / math.sqrt(embed_dim))  # + end, start
-        self.cell = _BNLSTMCell(embed_dim, hidden_size)
-        self.words = nn.Linear(hidden_size, num_classes + 1)  # classes + end token
+        self.num_classes, self.max_steps, self.feature_steps = num_classes, max_steps, feature_steps
+        self.beta, self.aux_weight = beta, aux_weight
+        self.video = nn.Sequential(nn.Linear(input_dim, embed_dim), nn.BatchNorm1d(embed_dim), nn.ReLU())
+        self.embed = nn.Embedding(num_classes + 2, embed_dim)  # classes, end (C), begin (C + 1)
+        self.cells = nn.ModuleList(_BNLSTMCell(2 * embed_dim if i == 0 else hidden_size, hidden_size, max_steps)
+                                   for i in range(num_layers))
+        self.words = nn.Linear(hidden_size, num_classes + 1)
+        self.word_bn = nn.ModuleList(nn.BatchNorm1d(num_classes + 1) for _ in range(max_steps))
         self.head = _head(input_dim + hidden_size, num_classes, head, num_experts, dropout, context_gating)
-        self._x: torch.Tensor | None = None
+        self._stash: tuple | None = None
 
-    def _decode(self, x: torch.Tensor, targets: torch.Tensor | None):
-        """Run ``max_steps`` steps; returns (word logits (B, T, C+1), last hidden (B, H))."""
-        b = x.shape[0]
-        h, c = torch.tanh(self.init_h(x)), torch.tanh(self.init_c(x))
-        inp = self.embed[-1].expand(b, -1)  # start token
-        logits = []
-        for t in range(self.max_steps):
-            h, c = self.cell(inp, (h, c))
-            logits.append(self.words(h))
-            fed = torch.softmax(logits[-1], dim=1) @ self.embed[: self.num_classes + 1]
+    def _start(self, x: torch.Tensor) -> tuple:
+        """Decoder state before the first word: (video input (B, E), per-layer (h, c), begin-token embedding)."""
+        b, v = x.shape[0], self.video(x)
+        state = [(v.new_zeros(b, c.wh.in_features), v.new_zeros(b, c.wh.in_features)) for c in self.cells]
+        return v, state, self.embed.weight[self.num_classes + 1].expand(b, -1)
+
+    def _decode(self, carry: tuple, t0: int, steps: int, targets: torch.Tensor | None = None):
+        """Decode steps ``t0 .. steps - 1`` from ``carry`` (see :meth:`_start`).
+
+        Returns (word logits (B, n, C + 1), top-layer states (B, n, H), carry
+        after the last step). ``targets`` (B, >= steps) true words for
+        stochastic gating with probability ``beta``.
+        """
+        v, state, word = carry
+        state = list(state)
+        logits, tops = [], []
+        for t in range(t0, steps):
+            inp = torch.cat([v, word], dim=1)
+            for i, cell in enumerate(self.cells):
+                state[i] = cell(inp, state[i], t)
+                inp = state[i][0]
+            z = self.word_bn[min(t, self.max_steps - 1)](self.words(inp))
+            logits.append(z)
+            tops.append(inp)
+            word = torch.softmax(z.float(), dim=1).to(v.dtype) @ self.embed.weight[: self.num_classes + 1]
             if targets is not None and self.beta > 0:
-                inject = (torch.rand(b, 1, device=x.device) < self.beta).to(fed.dtype)
-                fed = inject * self.embed[targets[:, t]] + (1 - inject) * fed
-            inp = fed
-        return torch.stack(logits, dim=1), h
+                inject = (torch.rand(v.shape[0], 1, device=v.device) < self.beta).to(word.dtype)
+                word = inject * self.embed(targets[:, t]) + (1 - inject) * word
+        return torch.stack(logits, dim=1), torch.stack(tops, dim=1), (v, state, word)
 
-    def _targets(self, y: torch.Tensor) -> torch.Tensor:
-        """(B, max_steps) word ids: true labels by class id, then the end token, then -100 (ignored)."""
+    def _targets(self, y: torch.Tensor, steps: int) -> torch.Tensor:
+        """(B, steps) word ids: the labels in class-id order, then the end token, then -1 (ignored)."""
         c = self.num_classes
-        keys = torch.where(y > 0, torch.arange(c, device=y.device), torch.full_like(y, c, dtype=torch.long))
-        first = keys.sort(dim=1).values[:, : self.max_steps - 1]  # labels, padded with c (= end)
-        if first.shape[1] < self.max_steps - 1:
-            first = F.pad(first, (0, self.max_steps - 1 - first.shape[1]), value=c)
-        seq = torch.cat([first, torch.full_like(first[:, :1], c)], dim=1)
+        keys = torch.where(y > 0.5, torch.arange(c, device=y.device), torch.full_like(y, c, dtype=torch.long))
+        seq = keys.sort(dim=1).values[:, : steps - 1]
+        seq = F.pad(seq, (0, steps - seq.shape[1]), value=c)  # labels, padded with the end token
         after_end = torch.cumsum((seq == c).long(), dim=1) > 1  # everything after the first end token
-        return seq.masked_fill(after_end, -100)
+        return seq.masked_fill(after_end, -1)
 
     def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
-        self._x = x if self.training else None
-        _, h = self._decode(x, None)
-        return self.head(torch.cat([x, h], dim=1))
+        start = self._start(x)
+        logits, tops, carry = self._decode(start, 0, self.feature_steps)
+        self._stash = (start, logits, carry) if self.training else None
+        return self.head(torch.cat([x, tops.mean(1)], dim=1))
 
     def auxiliary_loss(self, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the label sequence, decoded with label injection (probability ``beta``)."""
-        targets = self._targets(y)
-        logits, _ = self._decode(self._x, targets.clamp(min=0))
-        ce = F.cross_entropy(logits.float().reshape(-1, self.num_classes + 1), targets.reshape(-1),
-                             ignore_index=-100)
-        return self.aux_weight * ce
+        """Word loss: BCE of the batch-normalised word logits against the one-hot next word, up to the end token."""
+        start, logits, carry = self._stash
+        steps = min(self.max_steps, int((y > 0.5).sum(1).max()) + 1)
+        targets = self._targets(y, steps)
+        if self.beta > 0:  # decode again, feeding the true words at random
+            logits, _, _ = self._decode(start, 0, steps, targets.clamp(min=0))
+        elif steps > logits.shape[1]:  # continue the forward pass's decode to the longest label sequence
+            more, _, _ = self._decode(carry, logits.shape[1], steps)
+            logits = torch.cat([logits, more], dim=1)
+        logits = logits[:, :steps].float()
+        valid = targets >= 0
+        onehot = F.one_hot(targets.clamp(min=0), self.num_classes + 1).to(logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").sum(-1)
+        return self.aux_weight * (bce * valid).sum() / max(y.shape[0], 1)
