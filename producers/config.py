@@ -219,8 +219,16 @@ def _section(cls, raw, name: str, path: str):
     return cls(**values)
 
 
-def _check_hparams(model: ModelConfig, path: str) -> dict:
-    """Validate hparams against the registry (names and types of the defaults); returns them."""
+#: Model options that may name a file (a vocabulary): resolved like every config path.
+_PATH_HPARAMS = ("verticals", "class_order")
+
+
+def _check_hparams(model: ModelConfig, path: str, base: Path) -> dict:
+    """Validate hparams against the registry (names and types of the defaults); returns them.
+
+    A string given for a file-valued option (``verticals``, ``class_order``) is
+    a path, resolved against ``base`` like every other path of the config.
+    """
     from producers.models.registry import get_entry
 
     try:
@@ -235,6 +243,9 @@ def _check_hparams(model: ModelConfig, path: str) -> dict:
     out = {}
     for key, v in model.hparams.items():
         default = known[key]
+        if key in _PATH_HPARAMS and isinstance(v, str):
+            out[key] = _resolve(v, base)
+            continue
         if default is None or default is inspect.Parameter.empty:
             ok = True
         elif isinstance(default, bool):
@@ -284,7 +295,7 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     sec = {name: _section(cls, raw.get(name, {}), name, path) for name, cls in _SECTIONS.items()}
     model, data, split, train, predict, output = (sec[n] for n in _SECTIONS)
 
-    model.hparams = _check_hparams(model, path)
+    model.hparams = _check_hparams(model, path, base)
     from producers.models.registry import get_entry
 
     level = get_entry(model.name).level
@@ -382,7 +393,7 @@ def build_model(cfg: JobConfig, device: str = "cpu"):
                                  **cfg.model.hparams)
             return Producer(model, FEATURE_DIM, cfg.data.num_classes, input_norm=cfg.model.input_norm,
                             output_prior=cfg.model.output_prior)
-    except InputError as err:
-        raise InputError(f"[model.hparams] {err.problem}", cfg.path) from None
+    except InputError as err:  # a file an option names (a vocabulary) keeps its own path in the message
+        raise InputError(f"[model.hparams] {err}", cfg.path) from None
     except (ValueError, TypeError) as err:
         raise InputError(f"[model.hparams] bad value for model {cfg.model.name!r}: {err}", cfg.path) from None

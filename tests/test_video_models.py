@@ -1,11 +1,14 @@
 """Video-level architectures: shapes, gradients, and that each one learns a simple task."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
+from predictions.errors import InputError
 from predictions.metrics import gap
 from predictions.types import Labels, Predictions
 from producers.datasets import VideoArrays, arrays_batches, video_loader
@@ -172,3 +175,27 @@ def test_learns_simple_task(name):
     ids, probs = zip(*predict(model, arrays_batches(Xt, Lt.ids, 256), "cpu"))
     g = gap(Predictions.from_dense(np.concatenate(ids), np.concatenate(probs), k=20), Lt)
     assert g > 0.7 * MEASURED[name] and g > 0.2, g
+
+
+def test_hmoe_and_chain_read_a_vocabulary_file(tmp_path):
+    vocab = tmp_path / "vocabulary.csv"
+    rows = [(0, 40, "a", "Games"), (1, 90, "b", "Autos"), (2, 10, "c", "Games"), (3, 70, "d", "Food")]
+    vocab.write_text("Index,TrainVideoCount,Name,Vertical1\n" + "".join(f"{i},{n},{a},{v}\n" for i, n, a, v in rows))
+    hmoe = create_model("hmoe", input_dim=D, num_classes=4, verticals=str(vocab))
+    # verticals numbered by sorted name: Autos 0, Food 1, Games 2
+    assert hmoe.membership.argmax(1).tolist() == [2, 0, 2, 1]
+    chain = create_model("chain", input_dim=D, num_classes=4, num_groups=2, class_order=str(vocab))
+    assert torch.cat([chain.inverse.argsort()]).tolist() == [1, 3, 0, 2]  # by decreasing TrainVideoCount
+    with pytest.raises(InputError, match="lists 4 classes, expected 5"):
+        create_model("hmoe", input_dim=D, num_classes=5, verticals=str(vocab))
+
+
+def test_hmoe_config_names_the_real_vocabulary(tmp_path):
+    from producers.config import build_model, load_config
+
+    real = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "yt8m-vocabulary" / "vocabulary_2018_3862.csv"
+    if not real.exists():
+        pytest.skip(f"real vocabulary not found at {real} (../shared/data is absent)")
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "real" / "hmoe.toml"
+    model = build_model(load_config(cfg), device="meta")
+    assert model.model.membership.shape == (3862, 25)  # the 25 Vertical1 groups of the 2018 vocabulary

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from predictions.errors import InputError
+from predictions.vocabulary import class_verticals, load_vocabulary
 
 from ..train import bce_loss as _bce
 from .heads import Head, OutputGating
@@ -185,16 +189,17 @@ class ResidualCNN(nn.Module):
 class HierarchicalMoE(nn.Module):
     """Hierarchical MoE: a coarse classifier over verticals, then fine classes conditioned on it.
 
-    ``verticals`` maps each class to a vertical (a list of C ints, e.g. the
-    YouTube-8M vocabulary's "Vertical1" column coded as ints); ``None`` derives a
-    pseudo-vertical grouping ``class_id % num_verticals`` (no semantic meaning,
-    just a fixed partition, so the model runs without a vocabulary file). The
+    ``verticals`` maps each class to a vertical: a vocabulary file (path; its
+    "Vertical1" column, see :func:`predictions.vocabulary.class_verticals`) or
+    a list of C ints; ``None`` derives a pseudo-vertical grouping
+    ``class_id % num_verticals`` (no semantic meaning, just a fixed partition,
+    so the model runs without a vocabulary file). The
     coarse head gives P(vertical | x) (B, V), trained by an auxiliary BCE
     against "some class of the vertical is present"; the fine head sees
     ``[x, P(vertical | x)]`` and outputs the (B, C) class logits.
     """
 
-    def __init__(self, input_dim: int, num_classes: int, verticals: list | None = None,
+    def __init__(self, input_dim: int, num_classes: int, verticals: list | str | None = None,
                  num_verticals: int = 25, aux_weight: float = 1.0, dropout: float = 0.0,
                  head: str = "moe", num_experts: int = 2, context_gating: bool = False):
         super().__init__()
@@ -202,9 +207,13 @@ class HierarchicalMoE(nn.Module):
             _check_positive(num_verticals=num_verticals)
             vert = torch.arange(num_classes, device="cpu") % num_verticals
         else:
-            vert = torch.as_tensor(list(verticals), dtype=torch.long, device="cpu")
-            if vert.shape != (num_classes,) or (vert < 0).any():
-                raise ValueError(f"verticals must be {num_classes} non-negative ints, one per class")
+            try:
+                vert = torch.as_tensor(class_verticals(verticals, num_classes), device="cpu")
+            except InputError as err:
+                if err.path:
+                    raise
+                raise ValueError(f"verticals must be a vocabulary file or {num_classes} non-negative ints, "
+                                 f"one per class") from None
         n_vert = int(vert.max()) + 1 if num_classes else 1
         member = torch.zeros(num_classes, n_vert, device="cpu")
         member[torch.arange(num_classes, device="cpu"), vert] = 1.0
@@ -228,7 +237,17 @@ class HierarchicalMoE(nn.Module):
 # --------------------------------------------------------------------------- classifier chains
 
 def _class_groups(num_classes: int, num_groups: int, class_order) -> list[torch.Tensor]:
-    """Split classes (in ``class_order``, most frequent first) into ``num_groups`` contiguous groups."""
+    """Split classes (in ``class_order``, most frequent first) into ``num_groups`` contiguous groups.
+
+    ``class_order``: None (class-id order), a permutation of the class ids, or
+    a vocabulary file with training counts (classes by decreasing count).
+    """
+    if isinstance(class_order, str):
+        counts = load_vocabulary(class_order).train_counts
+        if counts is None or len(counts) != num_classes:
+            raise InputError(f"class_order needs a vocabulary with TrainVideoCount for {num_classes} classes",
+                             class_order)
+        class_order = np.argsort(-counts, kind="stable")
     order = (torch.arange(num_classes, device="cpu") if class_order is None
              else torch.as_tensor(list(class_order), device="cpu"))
     if sorted(order.tolist()) != list(range(num_classes)):
@@ -240,15 +259,16 @@ def _class_groups(num_classes: int, num_groups: int, class_order) -> list[torch.
 class ClassifierChain(nn.Module):
     """Classifier chains over frequency-ordered groups of classes (12 groups by default).
 
-    Classes are ordered by frequency (``class_order``, most frequent first;
-    ``None`` = class id order, which is frequency order in the YouTube-8M
-    vocabulary) and cut into ``num_groups`` groups. Group g's head sees ``[x,
+    Classes are ordered by frequency (``class_order``: a permutation, most
+    frequent first, or a vocabulary file with training counts; ``None`` =
+    class id order, about frequency order in the YouTube-8M vocabularies) and
+    cut into ``num_groups`` groups. Group g's head sees ``[x,
     relu(W_g p_<g)]``: the probabilities already predicted for all earlier
     groups, squeezed through a ``bottleneck``-wide layer.
     """
 
     def __init__(self, input_dim: int, num_classes: int, num_groups: int = 12, bottleneck: int = 128,
-                 class_order: list | None = None, dropout: float = 0.0, head: str = "moe",
+                 class_order: list | str | None = None, dropout: float = 0.0, head: str = "moe",
                  num_experts: int = 2, context_gating: bool = False):
         super().__init__()
         _check_positive(num_groups=num_groups, bottleneck=bottleneck)
