@@ -8,11 +8,13 @@ Public API (see FORMAT.md for the file format)::
     write_labels, read_labels      ground-truth labels files (labels.py)
     align_stores, iter_aligned     align members on video id (align.py)
     assign_splits                  deterministic hash split (split.py)
+    load_vocabulary, Vocabulary    class names, verticals, counts (vocabulary.py)
     metrics                        GAP@k, MAP, Hit@1, PERR (metrics.py)
     csvio                          Kaggle CSV import and export (csvio.py)
 
-Metrics live here, in the base layer, because producers (early stopping),
-the ensembler and reports all score predictions and none may depend on another.
+Metrics and the vocabulary live here, in the base layer, because producers
+(early stopping, vertical-aware models), the ensembler and reports all use them
+and none may depend on another. Importing this package is cheap: no pandas.
 """
 from .errors import AlignmentError, InputError
 from .types import Labels, Predictions, check_aligned
@@ -20,7 +22,9 @@ from .store import StoreWriter, open_store, read_store, write_store
 from .labels import read_labels, write_labels
 from .align import align_stores, iter_aligned
 from .split import assign_splits
+from .vocabulary import Vocabulary, load_vocabulary
+from . import metrics
 
 __all__ = ["AlignmentError", "InputError", "Labels", "Predictions", "check_aligned", "StoreWriter", "open_store",
            "read_store", "write_store", "read_labels", "write_labels", "align_stores", "iter_aligned",
-           "assign_splits"]
+           "assign_splits", "Vocabulary", "load_vocabulary", "metrics"]

@@ -107,12 +107,3 @@ def _read(f: h5py.File, path: Path) -> Labels:
     _check_csr(indptr, indices, C, path)
     return Labels(ids, indptr, indices.astype(np.int32), C)
 
-
-def read_labels_meta(path) -> dict:
-    """Root attributes of a labels file (split, source, num_classes, ...) as a dict; not validated."""
-    try:
-        with h5py.File(path, "r") as f:
-            return {k: (_str(v) if isinstance(v, (str, bytes)) else v.item() if hasattr(v, "item") else v)
-                    for k, v in f.attrs.items()}
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise InputError(f"not a readable HDF5 labels file ({_oserror(err)})", path) from None

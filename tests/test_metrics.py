@@ -151,6 +151,49 @@ def test_gap_pooled_validation():
         M.gap_pooled([0], [0.1], [True], 1, k=0)
 
 
+def test_gap_scorer_equals_gap_pooled_on_ties_and_sparse_groups():
+    """The reusable scorer is gap_pooled to the last bit: ties at the cut, ties in the pool, uneven videos."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 40, size=300)
+    counts[7] = 400                                # one very wide video (gap_pooled's sparse fallback path)
+    rows = np.repeat(np.arange(300), counts)
+    pos = rng.random(len(rows)) < 0.2
+    n_pos = int(pos.sum()) + 50                    # positives without an entry count as missed
+    for k in (1, 5, 20, 500):
+        scorer = M.GapScorer(rows, pos, n_pos, k=k)
+        for levels in (3, 20, None):               # heavy ties, some ties, none
+            s = rng.random(len(rows))
+            s = np.round(s * levels) / levels if levels else s
+            assert scorer(s) == M.gap_pooled(rows, s, pos, n_pos, k=k), (k, levels)
+    # by hand: one video, entries 0.9 (-), 0.5 (+), 0.5 (-); M = 2; k = 2 keeps 0.9 and the first 0.5
+    scorer = M.GapScorer([0, 0, 0], [False, True, False], 2, k=2)
+    assert scorer([0.9, 0.5, 0.5]) == pytest.approx(0.5 * (1 / 2))
+    assert scorer([0.9, 0.5, 0.6]) == 0.0
+    assert M.GapScorer([0, 0], [False, False], 0)([0.1, 0.2]) == 0.0
+
+
+def test_gap_scorer_validation():
+    with pytest.raises(InputError, match="non-decreasing"):
+        M.GapScorer([1, 0], [True, False], 1)
+    with pytest.raises(InputError, match="less than"):
+        M.GapScorer([0, 1], [True, True], 1)
+    with pytest.raises(InputError, match="equal length"):
+        M.GapScorer([0, 1], [True], 1)
+    scorer = M.GapScorer([0, 1], [True, False], 1)
+    with pytest.raises(InputError, match="shape"):
+        scorer([0.5])
+    with pytest.raises(InputError, match="NaN"):
+        scorer([np.nan, 0.1])
+
+
+def test_class_ap_pooled_by_hand():
+    # class 0: 0.9 (+), 0.5 (-), 0.5 (+): negatives first on ties -> ranks 1, 3 -> (1 + 2/3) / 2
+    # class 1: 0.4 (-) and one positive never predicted -> 0; class 2: no positive -> NaN
+    ap = M.class_ap_pooled([0, 0, 0, 1], [0.9, 0.5, 0.5, 0.4], [True, False, True, False], [2, 1, 0])
+    np.testing.assert_allclose(ap[:2], [(1 + 2 / 3) / 2, 0.0])
+    assert np.isnan(ap[2])
+
+
 # --------------------------------------------------------------------------- MAP, Hit@1, PERR
 @pytest.mark.parametrize("layout", ["topk", "full"])
 def test_map_by_hand(layout):
