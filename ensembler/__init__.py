@@ -1,0 +1,31 @@
+"""Ensembling and stacking of saved multi-label predictions: the Python API.
+
+In a notebook (see docs/python-api.md for a tour)::
+
+    import ensembler
+    heldout = ensembler.load_members("runs/demo/predictions", split="heldout")   # {name: Predictions}
+    fit = ensembler.fit_ensemble(heldout, labels, "caruana", n_folds=5, random_state=0)
+    fit.estimate, fit.best_single           # cross-fitted GAP@20, best member
+    pred = fit.predict(ensembler.load_members("runs/demo/predictions", split="test"))
+
+Schemes are scikit-learn-style estimators (``create_combiner``,
+``list_combiners``; ``get_params``/``set_params``, ``sklearn.base.clone``)
+that take per-member score matrices or Predictions and a 0/1 label matrix or
+Labels. :func:`build` is ``ensemble build``: stores in, ensemble stores and a
+:class:`BuildRecord` out.
+
+Importing the package registers the built-in schemes; it does not import the
+command line, the reports, or any heavy optional dependency.
+"""
+from . import schemes  # noqa: F401  (registers the built-in schemes)
+from .base import Combiner, NotFittedError, combiner_class, create_combiner, list_combiners, register_combiner
+from .build import build
+from .candidates import Candidates
+from .crossfit import CrossFitResult, crossfit
+from .ensemble import FitResult, fit_ensemble
+from .members import load_members
+from .record import BuildRecord
+
+__all__ = ["create_combiner", "list_combiners", "combiner_class", "register_combiner", "Combiner",
+           "NotFittedError", "Candidates", "crossfit", "CrossFitResult", "fit_ensemble", "FitResult",
+           "load_members", "build", "BuildRecord"]

@@ -44,13 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     b = add("build", "fit an ensembling scheme on the held-out split and write ensemble stores", EPILOG_BUILD)
-    b.add_argument("--weights", default="uniform", help="scheme: see 'ensemble schemes' (default uniform)")
+    b.add_argument("--weights", "--scheme", dest="scheme", default="uniform",
+                   help="the weighting scheme: see 'ensemble schemes' (default uniform)")
     b.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                    help="scheme parameter, repeatable (e.g. --param n_iterations=100)")
     b.add_argument("--members", nargs="+", required=True, help="stores: files, directories or globs")
     b.add_argument("--labels", nargs="+", help="labels files labels.<split>.h5 (files, dirs or globs)")
     b.add_argument("--out", required=True, help="output directory, or one .h5 file for a single-split build")
-    b.add_argument("--name", help="ensemble name (default ens-<weights>)")
+    b.add_argument("--name", help="ensemble name (default ens-<scheme>)")
     b.add_argument("--fit-split", default="heldout", help="split the scheme is fitted on (default heldout)")
     b.add_argument("--k", type=int, help="labels kept per video in the output (default: the members' largest k)")
     b.add_argument("--member-k", type=int, help="cut each member to its top K labels first")
@@ -128,36 +129,37 @@ def _client(address):
 def _cmd_build(args) -> dict:
     from .build import build
     with _client(args.scheduler) as client:
-        rec = build(args.members, weights=args.weights, params=dict(args.param), labels=args.labels, out=args.out,
+        rec = build(args.members, scheme=args.scheme, params=dict(args.param), labels=args.labels, out=args.out,
                     name=args.name, fit_split=args.fit_split, k=args.k, n_folds=args.folds, random_state=args.seed,
                     chunk_rows=args.chunk_rows, fold_crops=args.fold_crops, member_k=args.member_k,
                     require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k,
                     progress=not (args.quiet or args.json), command=shlex.join(["ensemble"] + sys.argv[1:]),
                     log=lambda t: _say(args, t), client=client)
     _say(args, _build_summary(rec))
-    return rec
+    return {**rec.to_dict(), "record_path": rec.path}
 
 
 def _build_summary(rec) -> str:
+    """The human summary of a BuildRecord."""
     from .evaluate import format_table
-    lines = [f"ensemble {rec['name']} ({rec['scheme']}) over {len(rec['members'])} members, "
-             f"fitted on {rec['n_fit_videos']} {rec['fit_split']} videos"]
-    if "crossfit" in rec:
-        best_name, best = rec["best_single"]
-        cv = rec["crossfit"]
-        lines.append(f"  {rec['fit_split']} GAP@20: best single member {best_name} {best:.4f} | uniform "
-                     f"{rec['uniform_gap']:.4f} | {rec['scheme']} cross-fitted ({cv['n_folds']} folds) "
-                     f"{cv['estimate']:.4f} [folds {' '.join(f'{s:.4f}' for s in cv['fold_scores'])}]")
-    elif "estimate" in rec:
-        best_name, best = rec["best_single"]
-        lines.append(f"  {rec['fit_split']} GAP@20: best single member {best_name} {best:.4f} | {rec['scheme']} "
-                     f"{rec['estimate']:.4f} (a fixed scheme: it sees no labels, so no cross-fitting is needed)")
-    for split, sc in rec["scores"].items():
-        if split == rec["fit_split"]:
+    lines = [f"ensemble {rec.name} ({rec.scheme}) over {len(rec.members)} members, "
+             f"fitted on {rec.n_fit_videos} {rec.fit_split} videos"]
+    if rec.crossfit is not None:
+        best_name, best = rec.best_single
+        cv = rec.crossfit
+        lines.append(f"  {rec.fit_split} GAP@20: best single member {best_name} {best:.4f} | uniform "
+                     f"{rec.uniform_gap:.4f} | {rec.scheme} cross-fitted ({cv.n_folds} folds) "
+                     f"{cv.estimate:.4f} [folds {' '.join(f'{s:.4f}' for s in cv.fold_scores)}]")
+    elif rec.estimate is not None:
+        best_name, best = rec.best_single
+        lines.append(f"  {rec.fit_split} GAP@20: best single member {best_name} {best:.4f} | {rec.scheme} "
+                     f"{rec.estimate:.4f} (a fixed scheme: it sees no labels, so no cross-fitting is needed)")
+    for split, sc in rec.scores.items():
+        if split == rec.fit_split:
             continue
-        rows = [{"name": f"{rec['name']} (ensemble)", **sc["ensemble"]}] + sc.get("members", [])
+        rows = [{"name": f"{rec.name} (ensemble)", **sc["ensemble"]}] + sc.get("members", [])
         lines.append(f"  {split} split (no combiner saw these labels):\n" + format_table(rows))
-    lines += [f"  wrote {p}" for p in rec["outputs"].values()] + [f"  record {rec['record_path']}"]
+    lines += [f"  wrote {p}" for p in rec.outputs.values()] + [f"  record {rec.path}"]
     return "\n".join(lines)
 
 
@@ -214,10 +216,10 @@ def _cmd_report(args) -> dict:
 
 
 def _cmd_schemes(args) -> list:
-    from .base import _COMBINERS, list_combiners
+    from .base import combiner_class, list_combiners
     names = list_combiners()
     for n in names:
-        cls = _COMBINERS[n]
+        cls = combiner_class(n)
         doc = (cls.__doc__ or "").strip().split("\n")[0]
         _say(args, f"{n:10s} {'learned' if cls.learned else 'fixed  '}  {doc}")
     return names
@@ -240,8 +242,8 @@ def main(argv=None) -> int:
         print("ensemble: interrupted", file=sys.stderr)
         return 130
     if args.json:
-        from .build import _json_default
-        print(json.dumps(result, indent=2, default=_json_default))
+        from .record import json_default
+        print(json.dumps(result, indent=2, default=json_default))
     return 0
 
 

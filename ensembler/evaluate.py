@@ -13,7 +13,7 @@ from predictions.store import expand_paths
 from predictions.types import Labels, Predictions
 
 from .distributed import map_ordered
-from .members import ChunkTask, Member, align_members, chunk_tasks, concat, read_chunk
+from .members import ChunkTask, MemberStores, align_members, chunk_tasks, concat, read_chunk
 
 _LABELS_NAME = re.compile(r"^labels\.(?P<split>[A-Za-z0-9_-]+)\.h5$")
 
@@ -39,7 +39,7 @@ def _topk_chunk(task: ChunkTask, member_ks, k: int, reader_for=None) -> Predicti
     return read_chunk(task, member_ks, reader_for=reader_for)[0].topk(k)
 
 
-def evaluate_member(member: Member, labels: Labels, *, k: int = 20, chunk_rows: int = 50000, client=None) -> dict:
+def evaluate_member(member: MemberStores, labels: Labels, *, k: int = 20, chunk_rows: int = 50000, client=None) -> dict:
     """GAP@k, MAP, Hit@1, PERR of one member on the videos it predicts.
 
     Streams over row chunks keeping only each video's top ``k``, so memory is
@@ -57,7 +57,7 @@ def evaluate_member(member: Member, labels: Labels, *, k: int = 20, chunk_rows: 
     return {"name": member.name, **metrics.evaluate(pred, truth, k=k)}
 
 
-def evaluate_members(members: list[Member], labels: Labels, *, k: int = 20, chunk_rows: int = 50000,
+def evaluate_members(members: list[MemberStores], labels: Labels, *, k: int = 20, chunk_rows: int = 50000,
                      client=None) -> list[dict]:
     """One metrics row per member, best GAP first."""
     rows = [evaluate_member(m, labels, k=k, chunk_rows=chunk_rows, client=client) for m in members]

@@ -25,8 +25,8 @@ FOLDS = ("mean", "none")
 
 
 @dataclass
-class Member:
-    """One model's predictions of one split: one store, or several crops to average."""
+class MemberStores:
+    """The open store(s) of one member on one split: one store, or a model's crops to average."""
 
     name: str
     split: str
@@ -54,10 +54,10 @@ def mean_of_crops(parts: list[Predictions], k: int | None) -> Predictions:
     return cands.to_predictions(cands.scores.mean(axis=1), k=min(k or DEFAULT_K_FULL, cands.num_classes))
 
 
-def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[Member]]:
+def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[MemberStores]]:
     """Open every store matched by ``patterns`` and group them into members per split.
 
-    Returns ``{split: [Member, ...]}`` with members sorted by name. Two stores of
+    Returns ``{split: [MemberStores, ...]}`` with members sorted by name. Two stores of
     the same model, split and crop are an error (the same member twice).
     """
     if fold_crops not in FOLDS:
@@ -73,23 +73,23 @@ def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[Member]]:
             raise InputError(f"the same member twice: model {m.model!r}, split {m.split!r}, crop {m.crop!r} "
                              f"in {crops[m.crop].path} and {path}", path)
         crops[m.crop] = reader
-    out: dict[str, list[Member]] = defaultdict(list)
+    out: dict[str, list[MemberStores]] = defaultdict(list)
     for (split, model), crops in sorted(by_key.items()):
         numbered = sorted((c for c in crops if c.isdigit()), key=int)
         if "full" in crops:
-            out[split].append(Member(model, split, [crops["full"]]))
+            out[split].append(MemberStores(model, split, [crops["full"]]))
         elif fold_crops == "none":
-            out[split].extend(Member(f"{model}:crop{c}" if c.isdigit() else f"{model}:{c}", split, [crops[c]])
-                              for c in sorted(crops))
+            out[split].extend(MemberStores(f"{model}:crop{c}" if c.isdigit() else f"{model}:{c}", split,
+                                           [crops[c]]) for c in sorted(crops))
         elif "mean" in crops:
-            out[split].append(Member(model, split, [crops["mean"]]))
+            out[split].append(MemberStores(model, split, [crops["mean"]]))
         elif numbered:
-            out[split].append(Member(model, split, [crops[c] for c in numbered]))
+            out[split].append(MemberStores(model, split, [crops[c] for c in numbered]))
     return dict(out)
 
 
-def align_members(members: list[Member], *, require_same_ids: bool = False, allow_mixed_k: bool = False,
-                  allow_identical: bool = False):
+def align_members(members: list[MemberStores], *, require_same_ids: bool = False,
+                  allow_mixed_k: bool = False, allow_identical: bool = False):
     """Align every store of every member on video id (see predictions.align.align_stores)."""
     if not members:
         raise InputError("no members to combine (check --members and the split names)")
@@ -108,7 +108,7 @@ class ChunkTask:
     ids: np.ndarray
 
 
-def chunk_tasks(members: list[Member], alignment, chunk_rows: int) -> Iterator[ChunkTask]:
+def chunk_tasks(members: list[MemberStores], alignment, chunk_rows: int) -> Iterator[ChunkTask]:
     """The chunks of ``alignment.ids``, ``chunk_rows`` videos each."""
     if chunk_rows < 1:
         raise InputError(f"--chunk-rows must be >= 1, got {chunk_rows}")
@@ -147,7 +147,7 @@ def read_chunk(task: ChunkTask, member_ks, *, member_k: int | None = None, reade
     return out
 
 
-def iter_member_chunks(members: list[Member], alignment, *, chunk_rows: int = 20000,
+def iter_member_chunks(members: list[MemberStores], alignment, *, chunk_rows: int = 20000,
                        member_k: int | None = None) -> Iterator[list[Predictions]]:
     """Yield lists of per-member Predictions for successive chunks of ``alignment.ids`` (in this process)."""
     local = {p: r for m in members for p, r in zip(m.paths, m.readers)}
@@ -156,12 +156,30 @@ def iter_member_chunks(members: list[Member], alignment, *, chunk_rows: int = 20
         yield read_chunk(task, ks, member_k=member_k, reader_for=local.__getitem__)
 
 
-def read_members(members: list[Member], alignment, **kw) -> list[Predictions]:
+def read_members(members: list[MemberStores], alignment, **kw) -> list[Predictions]:
     """All rows of every member at once (for the held-out split, which fits in memory)."""
     chunks = list(iter_member_chunks(members, alignment, **kw))
     if not chunks:
         raise InputError("the members have no video in common")
     return [concat([c[j] for c in chunks]) for j in range(len(members))]
+
+
+def load_members(patterns, split: str = "heldout", *, fold_crops: str = "mean", member_k: int | None = None,
+                 allow_mixed_k: bool = False) -> dict[str, Predictions]:
+    """``{member name: Predictions}`` of one split, read from stores and aligned on video id.
+
+    ``patterns``: store files, directories or globs (as ``ensemble build
+    --members``). Crops are folded as in the build; members are sorted by name
+    and hold exactly the videos common to all of them (a warning says how many
+    were dropped), in the same order, ready for :func:`ensembler.fit_ensemble`.
+    """
+    by_split = discover(patterns, fold_crops=fold_crops)
+    if split not in by_split:
+        raise InputError(f"no store of split {split!r} among {patterns}; splits found: "
+                         f"{', '.join(sorted(by_split)) or 'none'}")
+    stores = by_split[split]
+    preds = read_members(stores, align_members(stores, allow_mixed_k=allow_mixed_k), member_k=member_k)
+    return {m.name: p for m, p in zip(stores, preds)}
 
 
 def concat(parts: list[Predictions]) -> Predictions:

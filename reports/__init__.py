@@ -1,5 +1,7 @@
-"""Offline HTML reports comparing ensemble members and ensembles (see :func:`write_report`)."""
-from .report import write_report
-from .vocabulary import load_vocabulary
+"""Offline HTML reports comparing ensemble members and ensembles (see :func:`write_report`).
 
-__all__ = ["write_report", "load_vocabulary"]
+Class names and verticals come from :func:`predictions.vocabulary.load_vocabulary`.
+"""
+from .report import write_report
+
+__all__ = ["write_report"]

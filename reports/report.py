@@ -26,20 +26,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from ensembler.candidates import DEFAULT_K_FULL, Candidates
 from ensembler.evaluate import find_labels
-from ensembler.members import Member, align_members, discover, read_members
+from ensembler.members import MemberStores, align_members, discover, read_members
+from ensembler.record import BuildRecord
 from predictions import metrics
 from predictions.align import align_labels
 from predictions.errors import InputError
 from predictions.store import expand_paths
 from predictions.types import Labels, Predictions
+from predictions.vocabulary import Vocabulary, load_vocabulary
 
 from . import html, plots
-from .vocabulary import describe_classes, load_vocabulary
 
 __all__ = ["write_report", "Model", "collect", "load_builds"]
 
@@ -88,22 +88,16 @@ class Analysis:
 
 
 # --------------------------------------------------------------------------- inputs
-def load_builds(patterns) -> dict[str, dict]:
+def load_builds(patterns) -> dict[str, BuildRecord]:
     """``{name: record}`` from build records: JSON files, directories (``*.build.json``) or globs."""
     if not patterns:
         return {}
-    out: dict[str, dict] = {}
+    out: dict[str, BuildRecord] = {}
     for path in expand_paths(patterns, suffix=".build.json"):
-        try:
-            record = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(f"not a readable build record ({' '.join(str(err).split())})", path) from None
-        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
-            raise InputError("not a build record: expected a JSON object with a 'name'", path)
-        if record["name"] in out:
-            raise InputError(f"two build records named {record['name']!r}", path)
-        record["record_path"] = str(path)
-        out[record["name"]] = record
+        record = BuildRecord.read(path)
+        if record.name in out:
+            raise InputError(f"two build records named {record.name!r}", path)
+        out[record.name] = record
     return out
 
 
@@ -117,17 +111,25 @@ def _labels_for(labels, split: str) -> Labels:
     return found[split]
 
 
-def _vocabulary(vocabulary):
-    if vocabulary is None or isinstance(vocabulary, pd.DataFrame):
+def _vocabulary(vocabulary) -> Vocabulary | None:
+    if vocabulary is None or isinstance(vocabulary, Vocabulary):
         return vocabulary
     return load_vocabulary(vocabulary)
 
 
-def _is_ensemble(member: Member) -> bool:
+def _describe(vocab: Vocabulary | None, classes) -> tuple[list[str], list[str]]:
+    """Names and verticals of ``classes``; ``"class N"`` and ``""`` without a vocabulary."""
+    if vocab is not None:
+        return vocab.describe(classes)
+    classes = np.asarray(classes, dtype=np.int64).ravel().tolist()
+    return [f"class {c}" for c in classes], ["" for _ in classes]
+
+
+def _is_ensemble(member: MemberStores) -> bool:
     return any("ensemble" in r.meta.extra for r in member.readers)
 
 
-def _scheme(member: Member) -> str | None:
+def _scheme(member: MemberStores) -> str | None:
     for r in member.readers:
         ens = r.meta.extra.get("ensemble")
         if isinstance(ens, dict):
@@ -135,12 +137,9 @@ def _scheme(member: Member) -> str | None:
     return None
 
 
-def _estimate(record: dict | None) -> float | None:
-    try:
-        value = record["crossfit"]["estimate"]
-    except (TypeError, KeyError):
-        return None
-    return float(value) if isinstance(value, numbers.Real) else None
+def _estimate(record: BuildRecord | None) -> float | None:
+    """The cross-fitted estimate of a build, if it has one."""
+    return None if record is None or record.crossfit is None else record.crossfit.estimate
 
 
 # --------------------------------------------------------------------------- analysis
@@ -219,7 +218,7 @@ def diversity(cands: Candidates, truth: Labels, k: int) -> tuple[dict, list[dict
     minus GAP with all}; greedy is a list of ``{"member", "gap"}``, the member
     added at each step and the uniform average's GAP after adding it.
     """
-    names = list(cands.members)
+    names = list(cands.member_names)
     M = len(names)
     y = cands.targets(truth)
     n_pos = int(len(truth.indices))
@@ -278,7 +277,7 @@ def per_class_compare(best_member: Model, best_ensemble: Model | None, truth: La
     out["same"] = int(np.sum(delta[has] == 0))
     cls = np.flatnonzero(has & (delta < 0))
     cls = cls[np.lexsort((cls, delta[cls]))][:N_LOST]
-    names, verticals = describe_classes(vocab, cls)
+    names, verticals = _describe(vocab, cls)
     out["lost"] = [{"class": int(c), "name": nm, "vertical": v, "positives": int(freq[c]),
                     "ap_member": float(ap_m[c]), "ap_ensemble": float(ap_e[c]), "delta": float(delta[c])}
                    for c, nm, v in zip(cls, names, verticals)]
@@ -332,13 +331,9 @@ def analyse(members, labels, *, split: str = "eval", builds=(), vocabulary=None,
 
 
 # --------------------------------------------------------------------------- output
-def _weights(builds: dict) -> dict[str, dict[str, float]]:
-    out = {}
-    for name, rec in builds.items():
-        w = (rec.get("fitted") or {}).get("weights") if isinstance(rec.get("fitted"), dict) else None
-        if isinstance(w, dict) and w and all(isinstance(v, numbers.Real) for v in w.values()):
-            out[name] = {str(m): float(v) for m, v in w.items()}
-    return out
+def _weights(builds: dict[str, BuildRecord]) -> dict[str, dict[str, float]]:
+    """``{build: {member: weight}}`` of the builds whose scheme has per-member weights."""
+    return {name: rec.member_weights for name, rec in builds.items() if rec.member_weights is not None}
 
 
 def _trajectory(entries) -> tuple[list[float], list | None] | None:
@@ -377,8 +372,7 @@ def _draw(analysis: Analysis, out: Path) -> dict[str, str]:
         figs["weights"] = plots.weights(out / "weights.png", members, weights).name
     curves = {}
     for name, rec in analysis.builds.items():
-        traj = _trajectory((rec.get("fitted") or {}).get("trajectory") if isinstance(rec.get("fitted"), dict)
-                           else None)
+        traj = _trajectory(rec.fitted.get("trajectory"))
         if traj is not None:
             curves[name] = traj
     if curves:
@@ -426,13 +420,12 @@ def summary(analysis: Analysis, figures: dict, title: str) -> dict:
     """The report's numbers as a JSON-ready dict (what summary.json holds)."""
     builds = {}
     for name, rec in analysis.builds.items():
-        cf = rec.get("crossfit") if isinstance(rec.get("crossfit"), dict) else {}
-        builds[name] = {"scheme": rec.get("scheme"), "fit_split": rec.get("fit_split"),
-                        "members": [m.get("name") if isinstance(m, dict) else m for m in rec.get("members", [])],
-                        "best_single": rec.get("best_single"), "uniform_gap": rec.get("uniform_gap"),
-                        "crossfit_estimate": _estimate(rec), "n_folds": cf.get("n_folds"),
-                        "fold_scores": cf.get("fold_scores"), "weights": _weights({name: rec}).get(name),
-                        "record_path": rec.get("record_path")}
+        cf = rec.crossfit
+        builds[name] = {"scheme": rec.scheme, "fit_split": rec.fit_split, "members": rec.member_names,
+                        "best_single": rec.best_single, "uniform_gap": rec.uniform_gap,
+                        "crossfit_estimate": _estimate(rec), "n_folds": None if cf is None else cf.n_folds,
+                        "fold_scores": None if cf is None else cf.fold_scores, "weights": rec.member_weights,
+                        "record_path": rec.path}
     pc = None
     if analysis.per_class is not None:
         pc = {key: analysis.per_class[key] for key in ("better", "worse", "same", "lost") if key in analysis.per_class}
@@ -495,8 +488,8 @@ def write_report(out_dir, *, members, labels, split: str = "eval", builds=(), vo
     labels : labels files ``labels.<split>.h5`` (files, directories or globs), or a Labels object.
     split : the split to report on (its stores and labels are used).
     builds : build records ``<name>.build.json`` (files, directories or globs).
-    vocabulary : a vocabulary file (see :func:`reports.vocabulary.load_vocabulary`),
-        an already loaded vocabulary DataFrame, or None.
+    vocabulary : a vocabulary file (see :func:`predictions.vocabulary.load_vocabulary`),
+        an already loaded :class:`~predictions.vocabulary.Vocabulary`, or None.
     k : GAP@k and the top-k of every per-class / calibration figure.
     title : page title (default "Ensemble report: <split>").
     progress : show a progress bar on stderr.

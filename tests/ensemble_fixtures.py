@@ -27,21 +27,22 @@ def member_scores(rng, truth: Labels, noise: float, signal: float = 1.0) -> np.n
 
 
 def write_members(root: Path, *, C: int = 60, k: int = 20, noises=(1.2, 2.0, 3.0), seed: int = 0,
-                  crops: dict | None = None) -> dict:
-    """Write members ``m0..`` (top-k) for heldout/eval/test and labels for heldout/eval.
+                  crops: dict | None = None, names=None) -> dict:
+    """Write members ``m0..`` (or ``names``; top-k) for heldout/eval/test and labels for heldout/eval.
 
     Member ``i`` has noise ``noises[i]`` (lower is better). ``crops={"name": n}``
     adds a frame-style member with ``n`` crop stores per split.
     """
+    names = [f"m{i}" for i in range(len(noises))] if names is None else list(names)
     rng = np.random.default_rng(seed)
     pred_dir, lab_dir = root / "predictions", root / "labels"
     truths = {}
     for split, n in SPLITS.items():
         truth = make_truth(rng, n, C, split[0])
         truths[split] = truth
-        for i, noise in enumerate(noises):
+        for name, noise in zip(names, noises):
             p = Predictions.from_dense(truth.ids, member_scores(rng, truth, noise), k=k)
-            write_store(pred_dir / f"m{i}.{split}.full.h5", p, model=f"m{i}", split=split)
+            write_store(pred_dir / f"{name}.{split}.full.h5", p, model=name, split=split)
         for name, n_crops in (crops or {}).items():
             for c in range(n_crops):
                 p = Predictions.from_dense(truth.ids, member_scores(rng, truth, 2.5), k=k)

@@ -26,19 +26,19 @@ def run(tmp_path_factory):
     return write_members(tmp_path_factory.mktemp("dask"), crops={"frame": 2})
 
 
-def _build(run, out, weights, client, **kw):
-    return build([str(run["predictions"])], weights=weights, labels=[str(run["labels"])], out=out,
+def _build(run, out, scheme, client, **kw):
+    return build([str(run["predictions"])], scheme=scheme, labels=[str(run["labels"])], out=out,
                  chunk_rows=64, progress=False, log=lambda *_: None, client=client, **kw)
 
 
-@pytest.mark.parametrize("weights", ["uniform", "optimized"])
-def test_chunked_work_on_dask_equals_single_process(run, tmp_path, client, weights):
-    params = {"params": {"method": "surrogate"}} if weights == "optimized" else {}
-    local = _build(run, tmp_path / "local", weights, None, **params)
-    dist = _build(run, tmp_path / "dask", weights, client, **params)
+@pytest.mark.parametrize("scheme", ["uniform", "optimized"])
+def test_chunked_work_on_dask_equals_single_process(run, tmp_path, client, scheme):
+    params = {"params": {"method": "surrogate"}} if scheme == "optimized" else {}
+    local = _build(run, tmp_path / "local", scheme, None, **params)
+    dist = _build(run, tmp_path / "dask", scheme, client, **params)
     assert len(client.scheduler_info()["workers"]) == 2
     for split in ("heldout", "eval", "test"):
-        a, b = open_store(local["outputs"][split]), open_store(dist["outputs"][split])
+        a, b = open_store(local.outputs[split]), open_store(dist.outputs[split])
         assert a.meta.n > 0 and a.meta.checksum == b.meta.checksum, split
 
 
@@ -50,12 +50,12 @@ def test_xgboost_trains_through_dask(run, tmp_path, client):
     truth = run["truth"]["eval"]
     gaps = []
     for rec in (local, dist):
-        pred = read_store(rec["outputs"]["eval"])
+        pred = read_store(rec.outputs["eval"])
         gaps.append(metrics.gap(pred, truth.reindex(pred.ids)))
     # Distributed histogram building differs slightly from the single-process one, so the
     # trees may differ; the held-out quality must not.
     assert gaps[1] == pytest.approx(gaps[0], abs=0.02)
-    assert gaps[1] > max(r["gap"] for r in dist["scores"]["eval"]["members"])
+    assert gaps[1] > max(r["gap"] for r in dist.scores["eval"]["members"])
 
 
 def test_evaluate_on_dask_equals_single_process(run, client):

@@ -1,11 +1,10 @@
-"""Tests of reports/: the HTML report (write_report) and the vocabulary loader."""
+"""Tests of reports/: the HTML report (write_report). The vocabulary loader: tests/test_vocabulary.py."""
 from __future__ import annotations
 
 import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +14,9 @@ from predictions.errors import InputError
 from predictions.labels import write_labels
 from predictions.store import write_store
 from predictions.types import Labels, Predictions
-from reports import load_vocabulary, write_report
+from reports import write_report
 from reports.report import calibration
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-VOCAB = DATA / "yt8m-vocabulary"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 N, C, K = 300, 40, 20
@@ -210,45 +207,6 @@ def test_bad_inputs_leave_nothing(tmp_path, setup):
     with pytest.raises(InputError, match="not a previous report"):
         write_report(other, members=[setup["stores"]], labels=setup["truth"])
     assert (other / "keep.txt").exists()
-
-
-# --------------------------------------------------------------------------- vocabulary
-def test_vocabulary_formats(tmp_path):
-    gen = tmp_path / "vocabulary.csv"
-    gen.write_text("Index,Name,Vertical1\n1,Car,Autos\n0,Game,Games\n")
-    v = load_vocabulary(gen)
-    assert v.index.tolist() == [0, 1] and v["name"].tolist() == ["Game", "Car"]
-    assert v["vertical"].tolist() == ["Games", "Autos"]
-    names = tmp_path / "label_names.csv"
-    names.write_text("label_id,label_name\n0,Game\n1,Car\n")
-    tsv = tmp_path / "vert.tsv"
-    tsv.write_text("0\t3\n1\t0\n")
-    v = load_vocabulary(names, verticals=tsv)
-    assert v["vertical"].tolist() == ["vertical 3", "vertical 0"]
-    bad = tmp_path / "bad.csv"
-    bad.write_text("a,b\n1,2\n")
-    with pytest.raises(InputError, match="bad.csv: unknown vocabulary format"):
-        load_vocabulary(bad)
-    dup = tmp_path / "dup.csv"
-    dup.write_text("Index,Name\n0,a\n0,b\n")
-    with pytest.raises(InputError, match="appears twice"):
-        load_vocabulary(dup)
-    with pytest.raises(InputError, match="file not found"):
-        load_vocabulary(tmp_path / "missing.csv")
-
-
-def test_vocabulary_real_files():
-    if not (VOCAB / "vocabulary_2018_3862.csv").exists():
-        pytest.skip(f"real vocabulary files not found in {VOCAB}")
-    v = load_vocabulary(VOCAB / "vocabulary_2018_3862.csv")
-    assert len(v) == 3862 and v.index.tolist() == list(range(3862))
-    assert v.loc[0, "name"] == "Game" and v.loc[0, "vertical"] == "Games"
-    assert v.loc[0, "train_count"] == 788288
-    n = load_vocabulary(VOCAB / "label_names_2018_3862.csv")
-    assert len(n) == 3862 and (n["name"] == v["name"]).mean() > 0.99
-    old = load_vocabulary(VOCAB / "label_names_2017_4716.csv", verticals=VOCAB / "vertical_2017_4716.tsv")
-    assert len(old) == 4716 and old.loc[0, "name"] == "Games" and old.loc[0, "vertical"] == "vertical 0"
-    assert old["vertical"].nunique() == 25
 
 
 # --------------------------------------------------------------------------- rendering

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from ensembler.base import create_combiner
+from ensembler.base import NotFittedError, create_combiner
 from ensembler.candidates import Candidates
-from ensembler.schemes.averaging import GapScorer, check_weights
 from ensembler.schemes.caruana import EnsembleSelection
+from ensembler.schemes.common import check_member_weights
 from ensembler.schemes.optimized import member_class_ap
 from predictions import metrics
 from predictions.errors import InputError
@@ -80,11 +80,12 @@ def split(cands, labels, n_fit):
     return cands.take_videos(a), labels.take(a), cands.take_videos(b), labels.take(b)
 
 
-# --------------------------------------------------------------------------- GapScorer
+# --------------------------------------------------------------------------- GAP scorer
 @pytest.mark.parametrize("quantize", [None, 4, 10])
 def test_gap_scorer_equals_candidates_gap(quantize):
     cands, labels, members = make_problem(n=200, quantize=quantize, seed=3)
-    scorer = GapScorer.from_labels(cands, labels)
+    scorer = cands.scorer(labels)
+    assert isinstance(scorer, metrics.GapScorer)  # the one GAP kernel, in predictions.metrics
     rng = np.random.default_rng(0)
     for m in range(cands.n_members):
         s = cands.scores[:, m]
@@ -94,7 +95,7 @@ def test_gap_scorer_equals_candidates_gap(quantize):
     for _ in range(5):  # heavy ties, in float64
         s = np.round(rng.random(len(cands)) * (quantize or 1000)) / (quantize or 1000)
         assert scorer(s) == cands.gap(s, labels)
-    assert GapScorer.from_labels(cands, labels, k=3)(cands.scores[:, 0]) == cands.gap(cands.scores[:, 0], labels, k=3)
+    assert cands.scorer(labels, k=3)(cands.scores[:, 0]) == cands.gap(cands.scores[:, 0], labels, k=3)
 
 
 def test_gap_scorer_hand_case():
@@ -103,11 +104,11 @@ def test_gap_scorer_hand_case():
     m = Predictions(ids, np.array([[0.9, 0.5, 0.1]], np.float32), np.array([[0, 1, 2]], np.int32), 5)
     cands = Candidates.from_members([m])
     labels = Labels.from_lists(ids, [[1, 4]], 5)
-    scorer = GapScorer.from_labels(cands, labels)
+    scorer = cands.scorer(labels)
     assert scorer(np.array([0.9, 0.5, 0.1])) == pytest.approx(0.5 * (1 / 2))
     assert scorer(np.array([0.1, 0.9, 0.5])) == pytest.approx(0.5 * 1.0)
     assert scorer(np.array([0.5, 0.5, 0.5])) == pytest.approx(0.5 * (1 / 3))  # negatives first on ties
-    assert GapScorer.from_labels(cands, labels, k=1)(np.array([0.9, 0.5, 0.1])) == 0.0
+    assert cands.scorer(labels, k=1)(np.array([0.9, 0.5, 0.1])) == 0.0
 
 
 # --------------------------------------------------------------------------- averaging
@@ -115,7 +116,7 @@ def test_uniform_is_manual_mean(problem, fitted):
     cands, labels, _ = problem
     np.testing.assert_allclose(fitted["uniform"].predict_scores(cands), cands.scores.mean(axis=1), rtol=1e-6)
     w = [1, 0, 3, 0]
-    comb = create_combiner("uniform", weights=w).fit(cands)
+    comb = create_combiner("uniform", member_weights=w).fit(cands)
     np.testing.assert_allclose(comb.predict_scores(cands), cands.scores @ (np.array(w) / 4), rtol=1e-6)
     assert comb.describe()["weights"] == {"sigma1.5": 0.25, "sigma2.5": 0.0, "sigma3.5": 0.75, "noise": 0.0}
 
@@ -123,7 +124,7 @@ def test_uniform_is_manual_mean(problem, fitted):
 def test_gap_weights_are_the_formula(problem, fitted, member_gaps):
     comb = fitted["gap"]
     np.testing.assert_array_equal(comb.member_gap_, member_gaps)
-    np.testing.assert_array_equal(comb.weights_, member_gaps / member_gaps.sum())
+    np.testing.assert_array_equal(comb.member_weights_, member_gaps / member_gaps.sum())
     d = comb.describe()
     assert d["member_gap"]["sigma1.5"] == member_gaps[0]
     assert d["weights"]["noise"] == member_gaps[3] / member_gaps.sum()
@@ -145,7 +146,7 @@ def test_rank_average_hand_computed():
     expected = np.array([0.5, 5 / 6, 1 / 6, 1 / 3])
     tie = np.array([0.45, 0.7, 0.15, 0.2])  # score mean, tie breaker
     np.testing.assert_allclose(comb.predict_scores(cands), (1 - 1e-6) * expected + 1e-6 * tie, rtol=1e-6)
-    comb = create_combiner("rank", depth=2, weights=[3, 1]).fit(cands)
+    comb = create_combiner("rank", depth=2, member_weights=[3, 1]).fit(cands)
     expected = 0.75 * np.array([1, 0.5, 0, 0]) + 0.25 * np.array([0, 1, 0, 0.5])
     np.testing.assert_allclose(comb.predict_scores(cands), expected, atol=1e-6)
 
@@ -158,7 +159,7 @@ def test_power_and_geometric_hand_computed():
     got = create_combiner("power", p=1).fit(cands).predict_scores(cands)
     np.testing.assert_allclose(got, (s0 + s1) / 2, rtol=1e-6)
     eps = 0.01
-    got = create_combiner("geometric", eps=eps, weights=[1, 3]).fit(cands).predict_scores(cands)
+    got = create_combiner("geometric", eps=eps, member_weights=[1, 3]).fit(cands).predict_scores(cands)
     f0, f1 = np.maximum(s0, eps), np.maximum(s1, eps)
     np.testing.assert_allclose(got, f0 ** 0.25 * f1 ** 0.75, rtol=1e-5)
     # a label proposed by one member only is penalised against one both propose
@@ -176,7 +177,7 @@ def test_every_scheme_beats_worst_member_and_stays_in_range(name, problem, fitte
     assert cands.gap(s, labels) >= member_gaps.min()
     d = comb.describe()
     json.dumps(d)
-    assert set(d["weights"]) == set(cands.members)
+    assert set(d["weights"]) == set(cands.member_names)
     if comb.learned:
         with pytest.raises(InputError, match="needs labels"):
             create_combiner(name).fit(cands)
@@ -213,18 +214,18 @@ def test_caruana_reproducible_good_first_and_best_prefix(problem, fitted, member
     cands, labels, _ = problem
     comb = fitted["caruana"]
     again = create_combiner("caruana", random_state=0).fit(cands, labels)
-    np.testing.assert_array_equal(comb.weights_, again.weights_)
+    np.testing.assert_array_equal(comb.member_weights_, again.member_weights_)
     assert comb.selection_.trajectory_ == again.selection_.trajectory_
     traj = comb.selection_.trajectory_
     assert traj[0] == (0, member_gaps[0])  # the best member first, at its own GAP
     assert comb.selection_.best_score_ >= member_gaps.max()
     assert comb.selection_.best_score_ == max(s for _, s in traj)
-    assert comb.weights_[3] == 0  # the noise member is never picked
-    np.testing.assert_allclose(comb.weights_.sum(), 1.0)
+    assert comb.member_weights_[3] == 0  # the noise member is never picked
+    np.testing.assert_allclose(comb.member_weights_.sum(), 1.0)
     d = comb.describe()
     assert d["trajectory"][0]["member"] == "sigma1.5"
     assert d["best_size"] == comb.selection_.best_size_
-    assert np.allclose(comb.weights_ * d["best_size"], np.round(comb.weights_ * d["best_size"]))
+    assert np.allclose(comb.member_weights_ * d["best_size"], np.round(comb.member_weights_ * d["best_size"]))
 
 
 def test_caruana_bagging(problem):
@@ -233,7 +234,7 @@ def test_caruana_bagging(problem):
                            random_state=0).fit(cands, labels)
     bags = comb.selection_.bags_
     assert len(bags) == 3 and all(len(b["members"]) == 3 for b in bags)
-    np.testing.assert_allclose(comb.weights_, np.mean([b["weights"] for b in bags], axis=0))
+    np.testing.assert_allclose(comb.member_weights_, np.mean([b["weights"] for b in bags], axis=0))
     assert len(comb.describe()["bags"]) == 3
 
 
@@ -243,8 +244,8 @@ def test_optimized_drops_noise_and_beats_uniform(method, problem, fitted):
     cands, labels, _ = problem
     comb = (fitted["optimized"] if method == "hybrid"
             else create_combiner("optimized", method=method, random_state=0).fit(cands, labels))
-    assert comb.weights_[3] < 0.01
-    assert (comb.weights_ >= 0).all() and comb.weights_.sum() == pytest.approx(1.0)
+    assert comb.member_weights_[3] < 0.01
+    assert (comb.member_weights_ >= 0).all() and comb.member_weights_.sum() == pytest.approx(1.0)
     g = cands.gap(comb.predict_scores(cands), labels)
     assert g >= cands.gap(fitted["uniform"].predict_scores(cands), labels)
     assert g >= cands.gap(fitted["gap"].predict_scores(cands), labels) - 0.002
@@ -254,15 +255,16 @@ def test_optimized_drops_noise_and_beats_uniform(method, problem, fitted):
 def test_optimized_reproducible(problem, fitted):
     cands, labels, _ = problem
     again = create_combiner("optimized", random_state=0).fit(cands, labels)
-    np.testing.assert_array_equal(again.weights_, fitted["optimized"].weights_)
+    np.testing.assert_array_equal(again.member_weights_, fitted["optimized"].member_weights_)
 
 
 def test_per_class_infinite_lambda_is_global(problem, fitted):
     cands, labels, _ = problem
     comb = create_combiner("per-class", lam=float("inf"), random_state=0).fit(cands, labels)
     glob = fitted["optimized"]
-    np.testing.assert_allclose(comb.global_weights_, glob.weights_)
-    np.testing.assert_allclose(comb.weights_, np.broadcast_to(glob.weights_, comb.weights_.shape), rtol=1e-6)
+    np.testing.assert_allclose(comb.member_weights_, glob.member_weights_)
+    np.testing.assert_allclose(comb.class_weights_, np.broadcast_to(glob.member_weights_, comb.class_weights_.shape),
+                               rtol=1e-6)
     np.testing.assert_allclose(comb.predict_scores(cands), glob.predict_scores(cands), rtol=1e-5, atol=1e-7)
 
 
@@ -271,13 +273,13 @@ def test_per_class_shrinkage_formula(problem, fitted):
     comb = fitted["per-class"]
     n_c = np.bincount(labels.indices, minlength=cands.num_classes)
     np.testing.assert_array_equal(comb.class_positives_, n_c)
-    np.testing.assert_allclose(comb.weights_.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(comb.class_weights_.sum(axis=1), 1.0, rtol=1e-6)
     # W_c = (n_c fit_c + lam w) / (n_c + lam)  =>  fit_c recovered must be a distribution
-    lam, w = 20.0, comb.global_weights_
-    fit_c = ((n_c + lam)[:, None] * comb.weights_ - lam * w) / np.maximum(n_c, 1)[:, None]
+    lam, w = 20.0, comb.member_weights_
+    fit_c = ((n_c + lam)[:, None] * comb.class_weights_ - lam * w) / np.maximum(n_c, 1)[:, None]
     assert (fit_c[n_c > 0] > -1e-5).all()
     np.testing.assert_allclose(fit_c[n_c > 0].sum(axis=1), 1.0, rtol=1e-5)
-    assert comb.weights_[:, 3].max() < 0.01  # the noise member stays out in every class
+    assert comb.class_weights_[:, 3].max() < 0.01  # the noise member stays out in every class
 
 
 def test_member_class_ap_matches_metrics(problem):
@@ -297,13 +299,13 @@ def test_per_class_wins_with_class_specialised_members():
     g_glob = test_c.gap(glob.predict_scores(test_c), test_l)
     g_per = test_c.gap(per.predict_scores(test_c), test_l)
     assert g_per > g_glob + 0.1, (g_per, g_glob)
-    W = per.weights_
+    W = per.class_weights_
     assert W[:25, 0].mean() > 0.6 and W[25:, 1].mean() > 0.6
 
 
 def test_predict_checks_members(problem, fitted):
-    cands, _, _ = problem
-    other = cands.select_members([0, 1])
+    cands, _, members = problem
+    other = Candidates.from_members(members[:2], cands.member_names[:2])
     with pytest.raises(InputError, match="differ"):
         fitted["optimized"].predict_scores(other)
 
@@ -315,10 +317,10 @@ def test_predict_checks_members(problem, fitted):
     ("caruana", {"bagging_rounds": -1}, "bagging_rounds"),
     ("caruana", {"bag_fraction": 0.0}, "bag_fraction"),
     ("caruana", {"k": 0}, "k must"),
-    ("uniform", {"weights": [1, 2]}, "one value per member"),
-    ("uniform", {"weights": [1, -1, 0, 0]}, "non-negative"),
-    ("uniform", {"weights": [0, 0, 0, 0]}, "not all zero"),
-    ("uniform", {"weights": "abc"}, "weights"),
+    ("uniform", {"member_weights": [1, 2]}, "one value per member"),
+    ("uniform", {"member_weights": [1, -1, 0, 0]}, "non-negative"),
+    ("uniform", {"member_weights": [0, 0, 0, 0]}, "not all zero"),
+    ("uniform", {"member_weights": "abc"}, "member_weights"),
     ("rank", {"depth": 0}, "depth"),
     ("power", {"p": 0}, "p must"),
     ("power", {"p": float("nan")}, "p must"),
@@ -340,8 +342,9 @@ def test_parameter_validation_at_fit(name, params, match, problem):
 def test_unknown_parameter_and_unfitted():
     with pytest.raises(InputError, match="no parameter"):
         create_combiner("caruana", n_iter=3)
-    with pytest.raises(InputError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted") as err:
         create_combiner("uniform").predict_scores(_tiny())
+    assert not isinstance(err.value, InputError)  # a programming error, not bad input
 
 
 def test_ensemble_selection_validation():
@@ -351,4 +354,4 @@ def test_ensemble_selection_validation():
         EnsembleSelection().fit(np.ones((3, 2)), 3)
     with pytest.raises(InputError, match="shape"):
         EnsembleSelection().fit(np.ones(3), np.sum)
-    assert check_weights(None, 4).tolist() == [0.25] * 4
+    assert check_member_weights(None, 4).tolist() == [0.25] * 4

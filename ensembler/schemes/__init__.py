@@ -1,2 +1,5 @@
-"""Built-in ensembling schemes; importing this package registers them all."""
+"""Built-in ensembling schemes; importing this package (as `import ensembler` does) registers them all.
+
+Shared helpers (parameter checks, per-member weight vectors) are in :mod:`.common`.
+"""
 from . import averaging, caruana, optimized, stacking  # noqa: F401

@@ -10,8 +10,7 @@ on that many random subsets of ``bag_fraction`` of the members and the weights
 are averaged.
 
 The ``caruana`` combiner runs it with ``score_fn`` = GAP@k of the fit
-candidates (:class:`~ensembler.schemes.averaging.GapScorer`, equal to
-:meth:`Candidates.gap`).
+candidates (:meth:`Candidates.scorer`, equal to :meth:`Candidates.gap`).
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from predictions.errors import InputError
 
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
-from .averaging import GapScorer, _weights_dict, check_number, weighted_mean
+from .common import by_member, check_number, weighted_mean
 
 __all__ = ["EnsembleSelection", "CaruanaSelection"]
 
@@ -110,7 +109,7 @@ def _select(columns: np.ndarray, allowed: np.ndarray, score_fn, n_iterations: in
 class CaruanaSelection(Combiner):
     """Ensemble selection maximising GAP@k of the fit data; weighted mean of member scores.
 
-    Fitted: ``weights_`` (M,), ``selection_`` (the fitted :class:`EnsembleSelection`).
+    Fitted: ``member_weights_`` (M,), ``selection_`` (the fitted :class:`EnsembleSelection`).
     """
 
     learned = True
@@ -131,16 +130,16 @@ class CaruanaSelection(Combiner):
         check_number("k", self.k, lo=1, integer=True)
 
     def _fit(self, cands, labels, y) -> None:
-        scorer = GapScorer.from_labels(cands, labels, self.k, y)
+        scorer = cands.scorer(labels, self.k, y)
         self.selection_ = self._selector().fit(cands.scores, scorer)
-        self.weights_ = self.selection_.weights_
+        self.member_weights_ = self.selection_.weights_
 
     def _predict(self, cands: Candidates) -> np.ndarray:
-        return weighted_mean(cands.scores, self.weights_)
+        return weighted_mean(cands.scores, self.member_weights_)
 
     def describe(self) -> dict:
-        sel, names = self.selection_, self.members_
-        out = {"weights": _weights_dict(names, self.weights_),
+        sel, names = self.selection_, self.member_names_
+        out = {"weights": by_member(names, self.member_weights_),
                "trajectory": [{"member": str(names[m]), "gap": s} for m, s in sel.trajectory_],
                "best_size": int(sel.best_size_), "best_gap": float(sel.best_score_)}
         if self.bagging_rounds:

@@ -9,7 +9,7 @@
     candidates (exact gradients, ~10 ms per step for R = 1e6, M = 16).
     Softmax weights are never exactly 0.
   - ``"coordinate"``: pattern search directly on GAP@k (each evaluation is one
-    :class:`~ensembler.schemes.averaging.GapScorer` call): from uniform
+    :meth:`Candidates.scorer <ensembler.candidates.Candidates.scorer>` call): from uniform
     weights, try ``w_m +- step`` for each member in a random order
     (``random_state``) and renormalise, accept strict improvements, halve
     ``step`` (0.25 ... 1/512) when a full pass finds none; stops after
@@ -35,15 +35,13 @@ import math
 import time
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit, softmax
-from threadpoolctl import threadpool_limits
 
+from predictions import metrics
 from predictions.errors import InputError
 
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
-from .averaging import GapScorer, _weights_dict, check_number, weighted_mean
+from .common import by_member, check_number, weighted_mean
 
 __all__ = ["coordinate_search", "fit_surrogate", "optimize_weights", "member_class_ap",
            "OptimizedWeights", "PerClassWeights"]
@@ -58,6 +56,10 @@ def fit_surrogate(scores: np.ndarray, y: np.ndarray, maxiter: int = 200) -> np.n
     ``scores`` (R, M) float, ``y`` (R,) bool; ``a > 0`` and ``b`` are fitted too.
     Deterministic.
     """
+    from scipy.optimize import minimize  # scipy and threadpoolctl load at first use, not at import
+    from scipy.special import expit, softmax
+    from threadpoolctl import threadpool_limits
+
     S = np.asarray(scores, dtype=np.float32)
     yf = np.asarray(y, dtype=np.float64)
     R, M = S.shape
@@ -120,7 +122,7 @@ def coordinate_search(scores: np.ndarray, score_fn, w0: np.ndarray, max_evals: i
     return w, best, n_evals
 
 
-def optimize_weights(cands: Candidates, y: np.ndarray, scorer: GapScorer, method: str = "hybrid",
+def optimize_weights(cands: Candidates, y: np.ndarray, scorer: metrics.GapScorer, method: str = "hybrid",
                      max_evals: int = 300, random_state=None) -> dict:
     """Global weights for ``cands`` by ``method`` (see module doc).
 
@@ -148,26 +150,14 @@ def member_class_ap(cands: Candidates, y: np.ndarray, num_pos_per_class: np.ndar
     """(C, M) AP of each member for each class over its top-``k`` entries per video.
 
     Positives a member did not rank in its top ``k`` count as missed; ties put
-    negatives first (as :mod:`predictions.metrics`). 0 where a class has no positive.
+    negatives first (:func:`predictions.metrics.class_ap_pooled`). 0 where a class has no positive.
     """
-    C, M = cands.num_classes, cands.n_members
-    npos = np.asarray(num_pos_per_class, dtype=np.float64)
-    out = np.zeros((C, M))
+    out = np.zeros((cands.num_classes, cands.n_members))
     y = np.asarray(y, dtype=bool)
-    for m in range(M):  # one lexsort per member, vectorised over classes
+    for m in range(cands.n_members):  # one pooled ranking per member, vectorised over classes
         sel = np.flatnonzero((cands.ranks[:, m] >= 0) & (cands.ranks[:, m] < k))
-        lab = cands.label[sel].astype(np.int64)
-        s = cands.scores[sel, m].astype(np.float64)
-        p = y[sel]
-        order = np.lexsort((p, -s, lab))
-        lab, p = lab[order], p[order]
-        counts = np.bincount(lab, minlength=C)
-        rank_in_class = np.arange(len(lab)) - (np.cumsum(counts) - counts)[lab] + 1
-        cum = np.cumsum(p)
-        pos_per_class = np.bincount(lab, weights=p, minlength=C)
-        hits = cum - (np.cumsum(pos_per_class) - pos_per_class)[lab]
-        sums = np.bincount(lab[p], weights=hits[p] / rank_in_class[p], minlength=C)
-        out[:, m] = np.divide(sums, npos, out=np.zeros(C), where=npos > 0)
+        ap = metrics.class_ap_pooled(cands.label[sel], cands.scores[sel, m], y[sel], num_pos_per_class)
+        out[:, m] = np.nan_to_num(ap, nan=0.0)
     return out
 
 
@@ -183,7 +173,7 @@ def _check_common(method, max_evals, k) -> None:
 class OptimizedWeights(Combiner):
     """Global simplex weights maximising GAP@k of the fit data (see module doc).
 
-    Fitted: ``weights_`` (M,), ``fit_gap_``, ``n_evals_``, ``start_``, ``fit_seconds_``.
+    Fitted: ``member_weights_`` (M,), ``fit_gap_``, ``n_evals_``, ``start_``, ``fit_seconds_``.
     """
 
     learned = True
@@ -198,19 +188,19 @@ class OptimizedWeights(Combiner):
         _check_common(self.method, self.max_evals, self.k)
 
     def _fit(self, cands, labels, y) -> None:
-        scorer = GapScorer.from_labels(cands, labels, self.k, y)
+        scorer = cands.scorer(labels, self.k, y)
         res = optimize_weights(cands, y, scorer, self.method, self.max_evals, self.random_state)
-        self.weights_ = res["weights"]
+        self.member_weights_ = res["weights"]
         self.fit_gap_ = res["gap"]
         self.n_evals_ = res["n_evals"]
         self.start_ = res["start"]
         self.fit_seconds_ = res["seconds"]
 
     def _predict(self, cands: Candidates) -> np.ndarray:
-        return weighted_mean(cands.scores, self.weights_)
+        return weighted_mean(cands.scores, self.member_weights_)
 
     def describe(self) -> dict:
-        return {"weights": _weights_dict(self.members_, self.weights_), "fit_gap": float(self.fit_gap_),
+        return {"weights": by_member(self.member_names_, self.member_weights_), "fit_gap": float(self.fit_gap_),
                 "method": self.method, "start": self.start_, "n_evals": int(self.n_evals_)}
 
 
@@ -218,8 +208,8 @@ class OptimizedWeights(Combiner):
 class PerClassWeights(Combiner):
     """One weight vector per class, shrunk toward the global weights (see module doc).
 
-    Fitted: ``global_weights_`` (M,), ``weights_`` (C, M) float32 (rows sum to 1),
-    ``class_ap_`` (C, M), ``class_positives_`` (C,), ``fit_gap_``.
+    Fitted: ``member_weights_`` (M,) the global weights, ``class_weights_`` (C, M)
+    float32 (rows sum to 1), ``class_ap_`` (C, M), ``class_positives_`` (C,), ``fit_gap_``.
     """
 
     learned = True
@@ -233,14 +223,11 @@ class PerClassWeights(Combiner):
         self.random_state = random_state
 
     def _validate(self) -> None:
-        lam = self.lam
-        if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.number)) \
-                or np.isnan(lam) or lam < 0:
-            raise InputError(f"lam must be a number >= 0 (inf allowed), got {lam!r}")
+        check_number("lam", self.lam, lo=0, allow_inf=True)
         _check_common(self.method, self.max_evals, self.k)
 
     def _fit(self, cands, labels, y) -> None:
-        scorer = GapScorer.from_labels(cands, labels, self.k, y)
+        scorer = cands.scorer(labels, self.k, y)
         res = optimize_weights(cands, y, scorer, self.method, self.max_evals, self.random_state)
         w_g = res["weights"]
         npos = np.bincount(labels.indices, minlength=cands.num_classes).astype(np.float64)
@@ -255,8 +242,8 @@ class PerClassWeights(Combiner):
         alpha = np.zeros_like(npos) if math.isinf(lam) else np.divide(
             npos, npos + lam, out=np.zeros_like(npos), where=(npos + lam) > 0)
         W = alpha[:, None] * fit_c + (1 - alpha[:, None]) * w_g
-        self.global_weights_ = w_g
-        self.weights_ = (W / W.sum(axis=1, keepdims=True)).astype(np.float32)
+        self.member_weights_ = w_g
+        self.class_weights_ = (W / W.sum(axis=1, keepdims=True)).astype(np.float32)
         self.class_ap_ = ap
         self.class_positives_ = npos.astype(np.int64)
         self.num_classes_ = cands.num_classes
@@ -267,7 +254,7 @@ class PerClassWeights(Combiner):
         chunk = 1 << 18
         for a in range(0, len(cands), chunk):  # bounded memory for the (chunk, M) gather
             out[a:a + chunk] = np.einsum("rm,rm->r", cands.scores[a:a + chunk],
-                                         self.weights_[cands.label[a:a + chunk]])
+                                         self.class_weights_[cands.label[a:a + chunk]])
         return out
 
     def _predict(self, cands: Candidates) -> np.ndarray:
@@ -276,10 +263,10 @@ class PerClassWeights(Combiner):
         return self._combine(cands)
 
     def describe(self) -> dict:
-        W = self.weights_
-        return {"weights": _weights_dict(self.members_, self.global_weights_),
+        W = self.class_weights_
+        return {"weights": by_member(self.member_names_, self.member_weights_),
                 "lam": float(self.lam), "fit_gap": float(self.fit_gap_),
                 "classes_with_positives": int((self.class_positives_ > 0).sum()),
                 "class_weights": {str(m): {"min": float(W[:, j].min()), "mean": float(W[:, j].mean()),
                                            "max": float(W[:, j].max())}
-                                  for j, m in enumerate(self.members_)}}
+                                  for j, m in enumerate(self.member_names_)}}

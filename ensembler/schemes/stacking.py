@@ -24,8 +24,9 @@ Features of a candidate (:func:`stacking_features`, pure numpy), for M members:
   ``class_prior_``; while fitting, each training row gets the prior of the
   other ``prior_folds`` folds' videos (out-of-fold target encoding), so the
   model cannot learn from a prior that already contains the row's own label;
-* ``vertical``    only when ``verticals`` (C,) non-negative ints is given: the
-  class's vertical, a categorical feature for xgboost, one-hot for ``lr``.
+* ``vertical``    only when ``verticals`` is given (a vocabulary file, see
+  :func:`predictions.vocabulary.load_vocabulary`, or (C,) non-negative ints):
+  the class's vertical, a categorical feature for xgboost, one-hot for ``lr``.
 """
 from __future__ import annotations
 
@@ -36,10 +37,12 @@ import numpy as np
 
 from predictions.errors import InputError
 from predictions.types import Labels
+from predictions.vocabulary import class_verticals
 
-from ..distributed import active_client
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
+from ..distributed import active_client
+from .common import check_number
 
 _EPS = 1e-9
 
@@ -111,7 +114,7 @@ def stacking_features(cands: Candidates, *, missing_rank: np.ndarray | None = No
     missing_rank : (M,) rank of an absent label per member; default :func:`missing_ranks`.
     class_prior : (C,) per-class prior, or (R,) per-candidate prior already
         gathered; ``None`` omits the ``log_class_prior`` feature.
-    verticals : (C,) int vertical of each class; ``None`` omits the feature.
+    verticals : (C,) int vertical of each class, or a vocabulary file; ``None`` omits the feature.
     present_flags : include the ``present_<m>`` columns (trees do not need them:
         ``rank_<m> == k_m`` already says the label is absent).
 
@@ -122,8 +125,8 @@ def stacking_features(cands: Candidates, *, missing_rank: np.ndarray | None = No
     """
     R, M = cands.scores.shape
     P = M if present_flags else 0
-    names = ([f"score_{m}" for m in cands.members] + [f"rank_{m}" for m in cands.members]
-             + [f"present_{m}" for m in cands.members][:P]
+    members = cands.member_names
+    names = ([f"score_{m}" for m in members] + [f"rank_{m}" for m in members] + [f"present_{m}" for m in members][:P]
              + ["n_present", "score_mean", "score_max", "score_std", "mean_rank"])
     F = 2 * M + P + 5 + (class_prior is not None) + (verticals is not None)
     X = np.empty((R, F), dtype=np.float32)
@@ -152,7 +155,7 @@ def stacking_features(cands: Candidates, *, missing_rank: np.ndarray | None = No
         names.append("log_class_prior")
         j += 1
     if verticals is not None:
-        X[:, j] = _check_verticals(verticals, cands.num_classes)[cands.label]
+        X[:, j] = class_verticals(verticals, cands.num_classes)[cands.label]
         names.append("vertical")
     return X, names
 
@@ -167,33 +170,28 @@ def _rank_within_video(row: np.ndarray, score: np.ndarray, label: np.ndarray) ->
     return rank
 
 
-def _check_verticals(verticals, num_classes: int) -> np.ndarray:
-    v = np.asarray(verticals)
-    if v.shape != (num_classes,) or v.dtype.kind not in "iu" or (v.size and v.min() < 0):
-        raise InputError(f"verticals must be ({num_classes},) non-negative ints, got shape {v.shape} dtype {v.dtype}")
-    return v.astype(np.int64)
-
-
 # --------------------------------------------------------------------------
 # combiners
 # --------------------------------------------------------------------------
 class _Stacker(Combiner):
-    """Shared feature handling of the stacking combiners (fit-time priors, verticals)."""
+    """Shared feature handling of the stacking combiners (fit-time priors, verticals).
+
+    Fitted: ``verticals_`` (C,) int64 or None (``verticals`` resolved: a vocabulary
+    file is read at fit), ``missing_rank_``, ``class_prior_``, ``feature_names_``.
+    """
 
     learned = True
     _present_flags = True        # include the present_<m> columns
 
     def _check_common(self) -> None:
-        if not (isinstance(self.prior_alpha, numbers.Real) and self.prior_alpha > 0):
-            raise InputError(f"prior_alpha must be > 0, got {self.prior_alpha!r}")
+        check_number("prior_alpha", self.prior_alpha, lo=0, lo_open=True)
         if not (isinstance(self.prior_folds, numbers.Integral) and self.prior_folds >= 0
                 and self.prior_folds != 1):
             raise InputError(f"prior_folds must be 0 (in-sample priors) or >= 2, got {self.prior_folds!r}")
 
     def _train_features(self, cands: Candidates, labels: Labels) -> np.ndarray:
         labels = labels.reindex(cands.ids)
-        if self.verticals is not None:
-            _check_verticals(self.verticals, cands.num_classes)
+        self.verticals_ = None if self.verticals is None else class_verticals(self.verticals, cands.num_classes)
         self.missing_rank_ = missing_ranks(cands)
         self.class_prior_ = class_priors(labels, self.prior_alpha)
         if self.prior_folds >= 2:
@@ -202,7 +200,7 @@ class _Stacker(Combiner):
         else:
             prior = self.class_prior_
         X, self.feature_names_ = stacking_features(cands, missing_rank=self.missing_rank_,
-                                                   class_prior=prior, verticals=self.verticals,
+                                                   class_prior=prior, verticals=self.verticals_,
                                                    present_flags=self._present_flags)
         return X
 
@@ -211,7 +209,7 @@ class _Stacker(Combiner):
             raise InputError(f"candidates have {cands.num_classes} classes, the combiner was fitted "
                              f"on {len(self.class_prior_)}")
         X, _ = stacking_features(cands, missing_rank=self.missing_rank_, class_prior=self.class_prior_,
-                                 verticals=self.verticals, present_flags=self._present_flags)
+                                 verticals=self.verticals_, present_flags=self._present_flags)
         return X
 
     def _constant(self, y: np.ndarray) -> bool:
@@ -270,15 +268,10 @@ class XGBoostStacker(_Stacker):
     def _validate(self) -> None:
         self._check_common()
         for name in ("n_estimators", "max_depth", "max_bin"):
-            v = getattr(self, name)
-            if not (isinstance(v, numbers.Integral) and v >= 1):
-                raise InputError(f"{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
-            raise InputError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+            check_number(name, getattr(self, name), lo=1, integer=True)
+        check_number("learning_rate", self.learning_rate, lo=0, lo_open=True)
         for name in ("subsample", "colsample_bytree"):
-            v = getattr(self, name)
-            if not (isinstance(v, numbers.Real) and 0 < v <= 1):
-                raise InputError(f"{name} must be in (0, 1], got {v!r}")
+            check_number(name, getattr(self, name), lo=0, lo_open=True, hi=1)
         if self.tree_method not in ("hist", "approx", "exact"):
             raise InputError(f"tree_method must be hist, approx or exact, got {self.tree_method!r}")
         if not (self.device in ("auto", "cpu", "cuda", "gpu") or str(self.device).startswith("cuda:")):
@@ -303,7 +296,7 @@ class XGBoostStacker(_Stacker):
             self.model_ = None
             return
         ftypes = ["q"] * X.shape[1]
-        if self.verticals is not None:
+        if self.verticals_ is not None:
             ftypes[-1] = "c"
         n_jobs = self.n_jobs
         if n_jobs is not None and n_jobs < 0:
@@ -313,7 +306,7 @@ class XGBoostStacker(_Stacker):
             subsample=self.subsample, colsample_bytree=self.colsample_bytree, tree_method=self.tree_method,
             max_bin=self.max_bin, random_state=self.random_state, device=self.device_,
             objective="binary:logistic", eval_metric="logloss", feature_types=ftypes,
-            enable_categorical=self.verticals is not None)
+            enable_categorical=self.verticals_ is not None)
         client = active_client()
         if client is None:
             self.model_ = xgboost.XGBClassifier(n_jobs=n_jobs, **params)
@@ -351,14 +344,12 @@ class LogisticStacker(_Stacker):
 
     def _validate(self) -> None:
         self._check_common()
-        if not (isinstance(self.C, numbers.Real) and self.C > 0):
-            raise InputError(f"C must be > 0, got {self.C!r}")
-        if not (isinstance(self.max_iter, numbers.Integral) and self.max_iter >= 1):
-            raise InputError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        check_number("C", self.C, lo=0, lo_open=True)
+        check_number("max_iter", self.max_iter, lo=1, integer=True)
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         """Standardise numeric columns; one-hot the vertical (last column) when present."""
-        if self.verticals is None:
+        if self.verticals_ is None:
             num, vert = X, None
         else:
             num, vert = X[:, :-1], X[:, -1].astype(np.int64)
@@ -374,11 +365,11 @@ class LogisticStacker(_Stacker):
         from sklearn.linear_model import LogisticRegression
 
         X = self._train_features(cands, labels)
-        num = X if self.verticals is None else X[:, :-1]
+        num = X if self.verticals_ is None else X[:, :-1]
         self.mean_ = num.mean(axis=0, dtype=np.float64).astype(np.float32)
         sd = num.std(axis=0, dtype=np.float64)
         self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
-        self.n_verticals_ = 0 if self.verticals is None else int(np.max(self.verticals)) + 1
+        self.n_verticals_ = 0 if self.verticals_ is None else int(np.max(self.verticals_)) + 1
         if self._constant(y):
             self.model_ = None
             return
@@ -396,7 +387,7 @@ class LogisticStacker(_Stacker):
         names = list(getattr(self, "feature_names_", []))
         out = {"features": names}
         if getattr(self, "model_", None) is not None:
-            if self.verticals is not None:
+            if self.verticals_ is not None:
                 names = names[:-1] + [f"vertical={v}" for v in range(self.n_verticals_)]
             out["coef"] = {n: float(c) for n, c in zip(names, self.model_.coef_[0])}
             out["intercept"] = float(self.model_.intercept_[0])
