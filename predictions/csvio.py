@@ -33,18 +33,22 @@ import csv
 import io
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_path
+from .csvscan import Block, CsvText, ids_to_str, parse_numbers, scan, token_bytes
 from .errors import InputError
 from .types import Labels, Predictions, as_ids
 
-__all__ = ["write_submission", "read_submission", "read_rank_csv", "read_scored_csv"]
+__all__ = ["write_submission", "read_submission", "read_rank_csv", "read_predictions_csv", "read_scored_csv",
+           "read_truth_csv"]
 
 SUBMISSION_HEADER = "VideoId,LabelConfidencePairs"
 RANK_HEADER = "VideoId,Label"
+TRUTH_HEADER = "VideoId,Labels"
 SCORED_HEADER = ["", "VideoId", "True labels", "Pred labels", "Confidence"]
 _WRITE_CHUNK = 20000  # rows formatted at once
 
@@ -153,179 +157,207 @@ def write_submission(path: str | os.PathLike, pred: Predictions, top: int = 20,
 
 
 # =========================================================================== reading
-def _lines(path) -> list[str]:
-    """Decoded lines (BOM and CR stripped); InputError when missing/empty/not UTF-8."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as err:
-        raise InputError(f"cannot read file ({err.strerror or err})", path) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 text (byte {err.start})", path) from None
-    if not text.strip():
-        raise InputError("empty file", path)
-    lines = text.split("\n")
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-
-
 def _check_header(path, got: str, expected: str) -> None:
     if got.strip() != expected:
         shown = got.strip()[:60]
         raise InputError(f"line 1: expected header {expected!r}, got {shown!r}", path)
 
 
-_SEP = np.zeros(256, bool)
-_SEP[[9, 10, 11, 12, 13, 32, 44]] = True  # ASCII whitespace (as bytes.split) and the comma
-
-
-def _read_table(path, header: str):
-    """Tokenise a ``VideoId,<space-separated tokens>`` CSV, vectorised.
-
-    Returns ``(ids, line_no, counts, flat)``: the video id (str) and line
-    number of each non-blank data row, the number of tokens after its id and
-    all those tokens (bytes) in row order.
-    """
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as err:
-        raise InputError(f"cannot read file ({err.strerror or err})", path) from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 text (byte {err.start})", path) from None
-    if not raw.strip():
-        raise InputError("empty file", path)
-    end = raw.find(b"\n")
-    _check_header(path, raw[:end if end >= 0 else len(raw)].decode("utf-8"), header)
-    body = raw[end + 1:] if end >= 0 else b""
-    arr = np.frombuffer(body, np.uint8)
-    sep = _SEP[arr]
-    start = ~sep
-    start[1:] &= sep[:-1]
-    nl = np.flatnonzero(arr == 10)
-    tok_pos = np.flatnonzero(start)
-    tok_line = np.searchsorted(nl, tok_pos)  # 0-based line within the body
-    comma_pos = np.flatnonzero(arr == 44)
-    comma_line = np.searchsorted(nl, comma_pos)
-    n_lines = len(nl) + 1
-    ntok = np.bincount(tok_line, minlength=n_lines)
-    ncomma = np.bincount(comma_line, minlength=n_lines)
-    rows = np.flatnonzero((ntok > 0) | (ncomma > 0))
-    line_no = rows + 2
-    bad = ncomma[rows] != 1
-    if bad.any():
-        j = int(np.argmax(bad))
-        raise InputError(f"line {line_no[j]}: expected 2 comma-separated fields "
-                         f"(VideoId and the rest), got {ncomma[rows[j]] + 1}", path)
-    first = np.searchsorted(tok_line, rows)  # index of each row's first token
-    comma = comma_pos[np.searchsorted(comma_line, rows)]
-    bad = (ntok[rows] == 0) | (tok_pos[np.minimum(first, max(len(tok_pos) - 1, 0))] > comma)
-    if bad.any():
-        raise InputError(f"line {line_no[int(np.argmax(bad))]}: empty video id", path)
-    tokens = np.array(body.replace(b",", b" ").split() or [b""], dtype=object)[:len(tok_pos)]
-    is_id = np.zeros(len(tokens), bool)
-    is_id[first] = True
-    ids = [t.decode("utf-8") for t in tokens[first].tolist()]
-    return ids, line_no, ntok[rows] - 1, tokens[~is_id].tolist()
-
-
-def _line_of(pos: int, counts: np.ndarray, line_no: np.ndarray) -> int:
-    """Line number of flat entry ``pos`` given entries per row."""
-    return int(line_no[np.searchsorted(np.cumsum(counts), pos, side="right")])
-
-
-def _parse(path, tokens: list[str], counts, line_no, kind, what: str, problem: str) -> np.ndarray:
-    """Tokens to int64 (``kind=int``) or float64 (``kind=float``); the first bad one named."""
-    dtype = np.int64 if kind is int else np.float64
-    try:
-        return np.fromiter(map(kind, tokens), dtype=dtype, count=len(tokens))
-    except (ValueError, OverflowError):
-        for pos, t in enumerate(tokens):  # slow path, only to name the bad token
-            try:
-                np.array(kind(t), dtype=dtype)
-            except (ValueError, OverflowError):
-                shown = t.decode("utf-8", "replace") if isinstance(t, bytes) else t
-                raise InputError(f"line {_line_of(pos, counts, line_no)}: {what} {shown[:30]!r} "
-                                 f"{problem}", path) from None
-        raise
-
-
-def _parse_ints(path, tokens, counts, line_no) -> np.ndarray:
-    return _parse(path, tokens, counts, line_no, int, "label", "is not an integer")
-
-
-def _parse_floats(path, tokens, counts, line_no) -> np.ndarray:
-    return _parse(path, tokens, counts, line_no, float, "score", "is not a number")
-
-
-def _assemble(path, ids: list[str], line_no, counts, labels, scores, num_classes: int,
-              k: int | None) -> Predictions:
-    """Validate pooled row entries and build a padded, sorted top-k Predictions."""
-    if not isinstance(num_classes, int) or num_classes < 1:
+def _check_args(path, num_classes, k=None) -> None:
+    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
         raise InputError(f"num_classes must be a positive integer, got {num_classes!r}", path)
     if k is not None and (not isinstance(k, int) or k < 1):
         raise InputError(f"k must be a positive integer or None, got {k!r}", path)
-    n = len(ids)
-    rows = np.repeat(np.arange(n), counts)
+
+
+def _row_of(j: int, counts: np.ndarray) -> int:
+    """Row holding flat entry ``j`` given entries per row."""
+    return int(np.searchsorted(np.cumsum(counts), j, side="right"))
+
+
+@dataclass
+class _Rows:
+    """The data rows of a ``VideoId,<space-separated numbers>`` CSV, in file order.
+
+    ``ids`` (n,) unicode; ``line_no`` (n,) file line of each row; ``counts``
+    (n,) numbers per row (for pairs: pairs); ``labels`` (nnz,) int32 and
+    ``scores`` (nnz,) float32 (pairs only, else None), row after row, already
+    checked to lie in ``[0, num_classes)`` and [0, 1].
+    """
+
+    ids: np.ndarray
+    line_no: np.ndarray
+    counts: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray | None
+
+
+def _numbers_of(path, block: Block, sc, starts, ends, integer: bool) -> np.ndarray:
+    """Parse tokens; InputError naming the line of the first bad one."""
+    values, bad = parse_numbers(block.buf, starts, ends, integer)
+    if bad >= 0:
+        pos = int(starts.ravel()[bad])
+        shown = block.buf[pos:int(ends.ravel()[bad])].decode("utf-8", "replace")
+        what, problem = ("label", "is not an integer") if integer else ("score", "is not a number")
+        raise InputError(f"line {block.first_line + sc.line_of(pos)}: {what} {shown[:30]!r} {problem}", path)
+    return values
+
+
+def _check_entries(path, line_no, counts, labels, scores, num_classes: int) -> None:
+    """Label ids in ``[0, num_classes)`` and scores in [0, 1] (not NaN); InputError naming the line."""
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
         j = int(np.argmax(bad))
-        raise InputError(f"line {line_no[rows[j]]}: label {int(labels[j])} out of range [0, {num_classes})", path)
-    bad = ~((scores >= 0) & (scores <= 1))  # NaN fails both
+        raise InputError(f"line {line_no[_row_of(j, counts)]}: label {int(labels[j])} out of range "
+                         f"[0, {num_classes})", path)
+    if scores is not None:
+        bad = ~((scores >= 0) & (scores <= 1))  # NaN fails both
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise InputError(f"line {line_no[_row_of(j, counts)]}: score {float(scores[j])!r} outside [0, 1]",
+                             path)
+
+
+def _block_rows(path, block: Block, pairs: bool, num_classes: int):
+    """One block's rows, checked: ``(ids S, line_no, counts, labels int32, scores float32 | None)``."""
+    sc = scan(block)
+    rows = np.flatnonzero((sc.line_tokens > 0) | (sc.line_commas > 0))   # blank lines are skipped
+    line_no = block.first_line + rows
+    ncomma = sc.line_commas[rows]
+    bad = ncomma != 1
     if bad.any():
         j = int(np.argmax(bad))
-        raise InputError(f"line {line_no[rows[j]]}: score {float(scores[j])!r} outside [0, 1]", path)
-    empty = [i for i in np.flatnonzero(np.fromiter(map(len, ids), np.int64, n) == 0)[:1]]
-    if empty:
-        raise InputError(f"line {line_no[empty[0]]}: empty video id", path)
-    id_arr = np.array(ids, dtype=str) if n else np.zeros(0, "<U1")
-    order = np.argsort(id_arr, kind="stable")
-    dup = np.flatnonzero(id_arr[order][1:] == id_arr[order][:-1])
+        raise InputError(f"line {line_no[j]}: expected 2 comma-separated fields "
+                         f"(VideoId and the rest), got {ncomma[j] + 1}", path)
+    first, ntok = sc.line_first[rows], sc.line_tokens[rows]
+    bad = ntok == 0
+    if len(sc.starts):
+        bad |= sc.starts[np.minimum(first, len(sc.starts) - 1)] > sc.commas[sc.first_comma[rows]]
+    if bad.any():
+        raise InputError(f"line {line_no[int(np.argmax(bad))]}: empty video id", path)
+    counts = ntok - 1
+    if pairs:
+        odd = counts % 2 == 1
+        if odd.any():
+            j = int(np.argmax(odd))
+            raise InputError(f"line {line_no[j]}: odd number of tokens ({counts[j]}); "
+                             f"expected 'label score' pairs", path)
+    n = len(rows)
+    if n and (ntok == ntok[0]).all():            # the usual file: as many numbers in every row
+        vs, ve = sc.starts.reshape(n, -1)[:, 1:], sc.ends.reshape(n, -1)[:, 1:]
+    else:                                        # every token is on a row: drop each row's first (its id)
+        keep = np.ones(len(sc.starts), bool)
+        keep[first] = False
+        vs, ve = sc.starts[keep], sc.ends[keep]
+    ids = token_bytes(block, sc.starts[first], sc.ends[first])
+    scores = None
+    if pairs:  # rows hold an even count, so label and score alternate in the flat order too
+        counts //= 2
+        labels = _numbers_of(path, block, sc, vs[..., 0::2], ve[..., 0::2], True)
+        scores = _numbers_of(path, block, sc, vs[..., 1::2], ve[..., 1::2], False)
+    else:
+        labels = _numbers_of(path, block, sc, vs, ve, True)
+    _check_entries(path, line_no, counts, labels, scores, num_classes)
+    return ids, line_no, counts, labels.astype(np.int32), None if scores is None else scores.astype(np.float32)
+
+
+def _read_rows(path, header: str, pairs: bool, num_classes: int) -> _Rows:
+    """Read a ``VideoId,<numbers>`` CSV block by block (bounded memory, no loop per row)."""
+    parts = []
+    with CsvText(path) as text:
+        _check_header(path, text.header, header)
+        for block in text.blocks():
+            parts.append(_block_rows(path, block, pairs, num_classes))
+    if not parts:
+        return _Rows(np.zeros(0, "<U1"), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32),
+                     np.zeros(0, np.float32) if pairs else None)
+    ids, line_no, counts, labels, scores = zip(*parts)
+    return _Rows(ids_to_str(list(ids)), np.concatenate(line_no), np.concatenate(counts), np.concatenate(labels),
+                 np.concatenate(scores) if pairs else None)
+
+
+def _duplicate_id(path, ids: np.ndarray, line_no: np.ndarray) -> None:
+    """InputError on the earliest line whose video id was already seen (naming the first line)."""
+    n = len(ids)
+    if n < 2:
+        return
+    # Distinct hashes prove distinct ids (equal ids hash equal): one uint64 sort instead of a string sort.
+    chars = np.ascontiguousarray(ids).view(np.uint32).reshape(n, -1)
+    h = np.zeros(n, np.uint64)
+    for c in range(chars.shape[1]):           # over the id width, not the rows
+        h = h * np.uint64(0x100000001B3) + chars[:, c]
+    h.sort()
+    if not (h[1:] == h[:-1]).any():
+        return
+    order = np.argsort(ids, kind="stable")
+    dup = np.flatnonzero(ids[order][1:] == ids[order][:-1])
     if len(dup):
         second = order[dup + 1]
         j = int(second[np.argmin(line_no[second])])
-        first = int(np.flatnonzero(id_arr == id_arr[j])[0])
-        raise InputError(f"line {line_no[j]}: duplicate video id {str(id_arr[j])!r} "
+        first = int(np.flatnonzero(ids == ids[j])[0])
+        raise InputError(f"line {line_no[j]}: duplicate video id {str(ids[j])!r} "
                          f"(first on line {line_no[first]})", path)
-    key = rows * num_classes + labels
-    korder = np.argsort(key, kind="stable")
-    dup = np.flatnonzero(key[korder][1:] == key[korder][:-1])
-    if len(dup):
-        j = int(korder[dup + 1].min())
-        raise InputError(f"line {line_no[rows[j]]}: label {int(labels[j])} appears twice", path)
 
+
+def _assemble(path, ids: np.ndarray, line_no, counts, labels, scores, num_classes: int,
+              k: int | None) -> Predictions:
+    """Build a padded, sorted top-k Predictions from checked row entries (see :func:`_check_entries`).
+
+    Checks the ids (no duplicate) and the rows (no label twice).
+    """
+    n = len(ids)
+    _duplicate_id(path, ids, line_no)
+    labels = labels.astype(np.int32, copy=False)
     width = int(counts.max()) if n else 0
+    uniform = n > 0 and bool((counts == width).all())
+    if uniform:                                  # the usual file: rows of equal length, no scatter
+        lab_m = labels.reshape(n, width)
+        sc_m = scores.astype(np.float32, copy=False).reshape(n, width)
+        srt = np.sort(lab_m, axis=1)
+        rep = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        if rep.any():
+            r = int(np.argmax(rep))
+            row = lab_m[r].tolist()
+            j = next(i for i, x in enumerate(row) if x in row[:i])
+            raise InputError(f"line {line_no[r]}: label {row[j]} appears twice", path)
+    else:
+        rows = np.repeat(np.arange(n), counts)
+        key = rows * num_classes + labels
+        korder = np.argsort(key, kind="stable")
+        dup = np.flatnonzero(key[korder][1:] == key[korder][:-1])
+        if len(dup):
+            j = int(korder[dup + 1].min())
+            raise InputError(f"line {line_no[rows[j]]}: label {int(labels[j])} appears twice", path)
     if k is not None:
         width = max(width, k)
     width = min(width, num_classes)
-    starts = np.cumsum(counts) - counts
-    col = np.arange(len(labels)) - starts[rows]
-    lab_m = np.zeros((n, width), np.int64)
-    sc_m = np.zeros((n, width), np.float32)
-    inside = col < width  # a row longer than num_classes cannot exist (no repeats)
-    lab_m[rows[inside], col[inside]] = labels[inside]
-    sc_m[rows[inside], col[inside]] = scores[inside]
-    # padding: the smallest label ids not already in the row, score 0
-    need = width - np.minimum(counts, width)
-    if need.any():
-        small = labels < width
-        free = np.ones((n, width), bool)
-        free[rows[small], labels[small]] = False
-        pick = free & (np.cumsum(free, axis=1) <= need[:, None])
-        pr, plab = np.nonzero(pick)
-        pstart = np.cumsum(need) - need
-        pcol = np.minimum(counts, width)[pr] + np.arange(len(pr)) - pstart[pr]
-        lab_m[pr, pcol] = plab
-    srt = np.argsort(-sc_m, axis=1, kind="stable")  # ties keep file order, pads last
-    lab_m = np.take_along_axis(lab_m, srt, axis=1)
-    sc_m = np.take_along_axis(sc_m, srt, axis=1)
+    if not uniform or lab_m.shape[1] != width:
+        rows = np.repeat(np.arange(n), counts)
+        starts = np.cumsum(counts) - counts
+        col = np.arange(len(labels)) - starts[rows]
+        lab_m = np.zeros((n, width), np.int32)
+        sc_m = np.zeros((n, width), np.float32)
+        inside = col < width  # a row longer than num_classes cannot exist (no repeats)
+        lab_m[rows[inside], col[inside]] = labels[inside]
+        sc_m[rows[inside], col[inside]] = scores[inside]
+        # padding: the smallest label ids not already in the row, score 0
+        need = width - np.minimum(counts, width)
+        if need.any():
+            small = labels < width
+            free = np.ones((n, width), bool)
+            free[rows[small], labels[small]] = False
+            pick = free & (np.cumsum(free, axis=1) <= need[:, None])
+            pr, plab = np.nonzero(pick)
+            pstart = np.cumsum(need) - need
+            pcol = np.minimum(counts, width)[pr] + np.arange(len(pr)) - pstart[pr]
+            lab_m[pr, pcol] = plab
+    if width > 1 and not (sc_m[:, 1:] <= sc_m[:, :-1]).all():
+        srt = np.argsort(-sc_m, axis=1, kind="stable")  # ties keep file order, pads last
+        lab_m = np.take_along_axis(lab_m, srt, axis=1)
+        sc_m = np.take_along_axis(sc_m, srt, axis=1)
     if k is not None:
         lab_m, sc_m = lab_m[:, :k], sc_m[:, :k]
-    return Predictions(id_arr, np.ascontiguousarray(sc_m), np.ascontiguousarray(lab_m, dtype=np.int32),
-                       num_classes)
+    return Predictions(ids, np.ascontiguousarray(sc_m), np.ascontiguousarray(lab_m, dtype=np.int32), num_classes)
 
 
 def read_submission(path: str | os.PathLike, num_classes: int, *, k: int | None = None) -> Predictions:
@@ -335,23 +367,17 @@ def read_submission(path: str | os.PathLike, num_classes: int, *, k: int | None 
     unless given (longer rows are cut to their best ``k``). Rows are re-sorted
     by descending score (stable: ties keep the file's order) and short rows
     padded with score 0 and the smallest unused label ids. Scores are float32 of the printed
-    decimals. A header-only file gives 0 rows.
+    decimals. A header-only file gives 0 rows. Parsed without a Python loop
+    per row (see :mod:`predictions.csvscan`), block by block.
 
     Errors (InputError ``"path: line N: problem"``): empty file, missing or
     wrong header, odd token count, non-numeric score, label not an integer or
     outside ``[0, num_classes)``, score outside [0, 1] or NaN, duplicate video
     id, a label repeated within a row, a row without a comma or with an empty id.
     """
-    ids, line_no, counts, flat = _read_table(path, SUBMISSION_HEADER)
-    odd = counts % 2 == 1
-    if odd.any():
-        j = int(np.argmax(odd))
-        raise InputError(f"line {line_no[j]}: odd number of tokens ({counts[j]}); "
-                         f"expected 'label score' pairs", path)
-    pairs = counts // 2
-    labels = _parse_ints(path, flat[0::2], pairs, line_no)
-    scores = _parse_floats(path, flat[1::2], pairs, line_no)
-    return _assemble(path, ids, line_no, pairs, labels, scores, num_classes, k)
+    _check_args(path, num_classes, k)
+    r = _read_rows(path, SUBMISSION_HEADER, True, num_classes)
+    return _assemble(path, r.ids, r.line_no, r.counts, r.labels, r.scores, num_classes, k)
 
 
 def read_rank_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = None) -> Predictions:
@@ -361,16 +387,66 @@ def read_rank_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = 
     best label, so 1, 1/2, 1/3, ... Short rows are padded with score 0 (see the
     module doc); the other rules and errors are those of :func:`read_submission`.
     """
-    ids, line_no, counts, flat = _read_table(path, RANK_HEADER)
-    labels = _parse_ints(path, flat, counts, line_no)
-    rank = np.arange(len(labels)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return _assemble(path, ids, line_no, counts, labels, 1.0 / (rank + 1.0), num_classes, k)
+    _check_args(path, num_classes, k)
+    r = _read_rows(path, RANK_HEADER, False, num_classes)
+    rank = np.arange(len(r.labels)) - np.repeat(np.cumsum(r.counts) - r.counts, r.counts)
+    return _assemble(path, r.ids, r.line_no, r.counts, r.labels, 1.0 / (rank + 1.0), num_classes, k)
 
 
+def read_predictions_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = None) -> Predictions:
+    """Read a submission or a rank CSV, told apart by the header (``ensemble import`` uses this).
+
+    ``VideoId,Label`` (spaces ignored) is a rank CSV (:func:`read_rank_csv`);
+    anything else is read as a submission (:func:`read_submission`), whose
+    header check then names the expected header.
+    """
+    with CsvText(path) as text:
+        header = text.header
+    rank = header.strip().replace(" ", "") == RANK_HEADER
+    return (read_rank_csv if rank else read_submission)(path, num_classes, k=k)
+
+
+def read_truth_csv(path: str | os.PathLike, num_classes: int) -> Labels:
+    """Read a ``VideoId,Labels`` CSV of space-separated true label ids (an empty list is allowed).
+
+    Returns Labels in file row order; a label repeated within a row counts
+    once. Same reading rules as :func:`read_submission` (BOM, CRLF, blank
+    lines, vectorised). Errors (InputError naming file and line): the
+    reader's usual ones, a label that is not an integer or outside
+    ``[0, num_classes)``, a duplicate video id.
+    """
+    _check_args(path, num_classes)
+    r = _read_rows(path, TRUTH_HEADER, False, num_classes)
+    _duplicate_id(path, r.ids, r.line_no)
+    return _labels_csr(r.ids, r.counts, r.labels, num_classes)
+
+
+def _labels_csr(ids: np.ndarray, counts: np.ndarray, labels: np.ndarray, num_classes: int) -> Labels:
+    """Labels from per-row counts and flat label ids: each row sorted, repeats dropped (as ``from_lists``)."""
+    n = len(ids)
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    key = rows * num_classes + labels.astype(np.int64)
+    if len(key) > 1 and not (key[1:] > key[:-1]).all():
+        key = np.unique(key)                  # sorts each row and drops repeats
+    rows, lab = np.divmod(key, num_classes)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return Labels(ids, indptr, lab.astype(np.int32), num_classes)
+
+
+# --------------------------------------------------------------------------- scored CSV
 _INT_ARRAY = re.compile(r"\[\s*((?:\d+\s+)*\d+)?\s*\]")  # numpy print: [ 89 201]
 _INT_LIST = re.compile(r"\[\s*((?:\d+\s*,\s*)*\d+)?\s*\]")  # python list: [38, 33]
 _NUM = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _FLOAT_LIST = re.compile(rf"\[\s*((?:{_NUM}\s*,\s*)*{_NUM})?\s*\]")
+# The usual scored row (pandas output), a strict subset of what the csv module + the
+# patterns above accept: ASCII digits, spaces only, no quotes inside fields, the id
+# without whitespace. Rows that differ take the csv-module path.
+_A_NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_SCORED_ROW = re.compile(
+    r'^[^,"\r\n]*,([^,"\s]*),\[( *(?:[0-9]+(?: +[0-9]+)*)? *)\],'
+    r'"\[( *(?:[0-9]+(?: *, *[0-9]+)*)? *)\]",'
+    rf'"\[( *(?:{_A_NUM}(?: *, *{_A_NUM})*)? *)\]"\r?$', re.M)
 
 
 def _numbers(path, line: int, text: str, pattern: re.Pattern, what: str, kind=int) -> list:
@@ -381,16 +457,64 @@ def _numbers(path, line: int, text: str, pattern: re.Pattern, what: str, kind=in
     return [kind(t) for t in re.split(r"[\s,]+", body.strip())] if body else []
 
 
-def read_scored_csv(path: str | os.PathLike, num_classes: int) -> tuple[Predictions, Labels]:
-    """Read a pandas-written ``,VideoId,True labels,Pred labels,Confidence`` CSV.
+def _column_numbers(path, fields: list[str], integer: bool):
+    """Numbers of one captured field per row: ``(counts per row, flat values, bad)`` (vectorised)."""
+    block = Block.of("\n".join(fields).encode() + b"\n")
+    sc = scan(block)
+    values, bad = parse_numbers(block.buf, sc.starts, sc.ends, integer)
+    return sc.line_tokens[:len(fields)], values, bad
 
-    Returns ``(predictions, truth)`` keyed by the file's video ids in row order:
-    top-k predictions (k = most predicted labels in a row, 10 in the shared
-    files; rows stably re-sorted by descending confidence, so the many ties of
-    saturated scores keep the file's order; short rows padded as in the
-    module doc) and the true label sets. Fields are parsed with strict
-    regular expressions (no eval). Errors name the file and line.
-    """
+
+def _check_scored(path, ids, line_no, counts, labels, scores, num_classes: int) -> None:
+    _check_entries(path, line_no, counts, labels, scores, num_classes)
+    empty = np.flatnonzero(np.char.str_len(ids) == 0) if len(ids) else []
+    if len(empty):
+        raise InputError(f"line {line_no[empty[0]]}: empty video id", path)
+
+
+def _read_scored_fast(path, num_classes: int):
+    """The vectorised path of :func:`read_scored_csv`; None when a row is not of the usual shape."""
+    try:
+        raw = Path(path).read_bytes()
+        text = raw.decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    head, _, body = text.partition("\n")
+    if head.rstrip("\r") != ",".join(SCORED_HEADER):
+        return None
+    rows = _SCORED_ROW.findall(body)
+    blk = Block.of(body.encode())
+    sc = scan(blk)
+    data_lines = np.flatnonzero((sc.line_tokens > 0) | (sc.line_commas > 0))
+    if len(rows) != len(data_lines) or not rows:
+        return None
+    # a line of commas and spaces only is blank to the csv path: such files take that path
+    ids, truth, pred, conf = (list(c) for c in zip(*rows))
+    t_cnt, t_val, t_bad = _column_numbers(path, truth, True)
+    p_cnt, p_val, p_bad = _column_numbers(path, pred, True)
+    c_cnt, c_val, c_bad = _column_numbers(path, conf, False)
+    if max(t_bad, p_bad, c_bad) >= 0:
+        return None
+    line_no = data_lines + 2
+    mismatch = p_cnt != c_cnt
+    t_rows = np.repeat(np.arange(len(rows)), t_cnt)
+    out = np.zeros(len(rows), bool)
+    out[t_rows[t_val >= num_classes]] = True
+    bad = mismatch | out
+    if bad.any():
+        j = int(np.argmax(bad))
+        if mismatch[j]:
+            raise InputError(f"line {line_no[j]}: {p_cnt[j]} predicted labels but {c_cnt[j]} confidences", path)
+        first = int(t_val[t_rows == j][t_val[t_rows == j] >= num_classes][0])
+        raise InputError(f"line {line_no[j]}: true label {first} out of range [0, {num_classes})", path)
+    id_arr = np.array(ids, dtype=str) if ids else np.zeros(0, "<U1")
+    _check_scored(path, id_arr, line_no, p_cnt, p_val, c_val, num_classes)
+    pred_ = _assemble(path, id_arr, line_no, p_cnt, p_val, c_val, num_classes, None)
+    return pred_, _labels_csr(pred_.ids, t_cnt, t_val, num_classes)
+
+
+def _read_scored_slow(path, num_classes: int):
+    """Row by row with the csv module: any quoting, multi-line fields, Unicode digits."""
     lines = _lines(path)
     reader = csv.reader(io.StringIO("\n".join(lines)))
     try:
@@ -421,12 +545,54 @@ def read_scored_csv(path: str | os.PathLike, num_classes: int) -> tuple[Predicti
         bad = [x for x in t if x >= num_classes]
         if bad:
             raise InputError(f"line {start}: true label {bad[0]} out of range [0, {num_classes})", path)
+        big = [x for x in p if x >= 2 ** 63]
+        if big:
+            raise InputError(f"line {start}: label {big[0]} out of range [0, {num_classes})", path)
         ids.append(row[1].strip())
         line_no.append(start)
         truth.append(t)
         counts.append(len(p))
         labels.extend(p)
         scores.extend(c)
-    pred = _assemble(path, ids, np.array(line_no, dtype=np.int64), np.array(counts, dtype=np.int64),
-                     np.array(labels, dtype=np.int64), np.array(scores, dtype=np.float64), num_classes, None)
+    id_arr = np.array(ids, dtype=str) if ids else np.zeros(0, "<U1")
+    line_no, counts = np.array(line_no, dtype=np.int64), np.array(counts, dtype=np.int64)
+    labels, scores = np.array(labels, dtype=np.int64), np.array(scores, dtype=np.float64)
+    _check_scored(path, id_arr, line_no, counts, labels, scores, num_classes)
+    pred = _assemble(path, id_arr, line_no, counts, labels, scores, num_classes, None)
     return pred, Labels.from_lists(pred.ids, truth, num_classes)
+
+
+def _lines(path) -> list[str]:
+    """Decoded lines (BOM and CR stripped); InputError when missing/empty/not UTF-8."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read file ({err.strerror or err})", path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text (byte {err.start})", path) from None
+    if not text.strip():
+        raise InputError("empty file", path)
+    lines = text.split("\n")
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def read_scored_csv(path: str | os.PathLike, num_classes: int) -> tuple[Predictions, Labels]:
+    """Read a pandas-written ``,VideoId,True labels,Pred labels,Confidence`` CSV.
+
+    Returns ``(predictions, truth)`` keyed by the file's video ids in row order:
+    top-k predictions (k = most predicted labels in a row, 10 in the shared
+    files; rows stably re-sorted by descending confidence, so the many ties of
+    saturated scores keep the file's order; short rows padded as in the
+    module doc) and the true label sets. Fields are parsed with strict
+    regular expressions (no eval). Errors name the file and line.
+
+    Rows of the usual shape are matched by one regular expression over the
+    whole file and their numbers parsed at once (vectorised); a file with any
+    other row (quoted differently, a field over several lines, Unicode digits)
+    or an error is read row by row with the csv module, which names the line.
+    """
+    _check_args(path, num_classes)
+    fast = _read_scored_fast(path, num_classes)
+    return fast if fast is not None else _read_scored_slow(path, num_classes)
