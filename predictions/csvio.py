@@ -396,13 +396,13 @@ def read_rank_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = 
 def read_predictions_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = None) -> Predictions:
     """Read a submission or a rank CSV, told apart by the header (``ensemble import`` uses this).
 
-    ``VideoId,Label`` (spaces ignored) is a rank CSV (:func:`read_rank_csv`);
+    ``VideoId,Label`` is a rank CSV (:func:`read_rank_csv`);
     anything else is read as a submission (:func:`read_submission`), whose
     header check then names the expected header.
     """
     with CsvText(path) as text:
         header = text.header
-    rank = header.strip().replace(" ", "") == RANK_HEADER
+    rank = header.strip() == RANK_HEADER
     return (read_rank_csv if rank else read_submission)(path, num_classes, k=k)
 
 

@@ -82,9 +82,9 @@ class CsvText:
     after its BOM. Blocks hold about ``block_bytes`` of text each.
     """
 
-    def __init__(self, path: str | os.PathLike, block_bytes: int = BLOCK_BYTES):
+    def __init__(self, path: str | os.PathLike, block_bytes: int | None = None):
         self.path = path
-        self.block_bytes = max(int(block_bytes), 64)
+        self.block_bytes = max(int(block_bytes or BLOCK_BYTES), 16)
         try:
             self._fh = open(path, "rb")
         except OSError as err:
@@ -249,8 +249,7 @@ def scan(block: Block, extra_separators: bytes = b"") -> Scan:
 def token_bytes(block: Block, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Tokens as a fixed-width ``S`` array (gathered with one fancy index; no per-token loop).
 
-    A token holding a NUL byte would lose trailing NULs in an ``S`` array: such
-    blocks take a slow exact path (an object array of ``bytes``).
+    Like every numpy string array, it drops trailing NUL bytes of a token.
     """
     lengths = ends - starts
     if not len(starts):
@@ -260,8 +259,6 @@ def token_bytes(block: Block, starts: np.ndarray, ends: np.ndarray) -> np.ndarra
     idx = np.minimum(starts[:, None] + np.arange(width), len(a) - 1)
     out = a[idx]
     out[np.arange(width)[None, :] >= lengths[:, None]] = 0
-    if (out == 0).sum() != (width * len(starts) - int(lengths.sum())):  # a NUL inside a token
-        return np.array([block.buf[s:e] for s, e in zip(starts.tolist(), ends.tolist())], dtype=object)
     return out.view(f"S{width}").ravel()
 
 
@@ -269,9 +266,7 @@ def ids_to_str(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenate token arrays of :func:`token_bytes` into one unicode array (UTF-8 decoded)."""
     out = []
     for p in parts:
-        if p.dtype.kind == "O":
-            out.append(np.array([t.decode("utf-8") for t in p], dtype=str) if len(p) else np.zeros(0, "<U1"))
-        elif len(p) and np.frombuffer(p.tobytes(), np.uint8).max() < 128:  # ASCII: widen each byte
+        if len(p) and np.frombuffer(p.tobytes(), np.uint8).max() < 128:  # ASCII: widen each byte
             out.append(np.frombuffer(p.tobytes(), np.uint8).astype(np.uint32).view(f"<U{p.itemsize}"))
         else:
             out.append(np.char.decode(p, "utf-8") if len(p) else np.zeros(0, "<U1"))

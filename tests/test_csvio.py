@@ -196,3 +196,200 @@ def test_bilstm_rank_csv():
     assert pred.ids[:2].tolist() == ["02aa", "p7aa"]
     assert pred.indices[0].tolist() == [3, 4, 10, 9, 34, 6, 2187, 47, 38, 13]
     np.testing.assert_allclose(pred.scores[0], 1 / np.arange(1, 11), rtol=1e-7)
+
+
+# --------------------------------------------------------------------------- vectorised engine
+from predictions import csvscan  # noqa: E402
+from predictions.csvio import read_predictions_csv, read_truth_csv  # noqa: E402
+
+
+def _python_numbers(tokens, kind):
+    """What int()/float() on each token's bytes give (None: rejected or outside int64)."""
+    out = []
+    for t in tokens:
+        try:
+            v = kind(t.encode())
+            out.append(None if kind is int and not -2 ** 63 <= v < 2 ** 63 else v)
+        except (ValueError, OverflowError):
+            out.append(None)
+    return out
+
+
+def _parse_all(tokens, integer):
+    block = csvscan.Block.of(" ".join(tokens).encode())
+    sc = csvscan.scan(block)
+    assert len(sc.starts) == len(tokens)
+    return csvscan.parse_numbers(block.buf, sc.starts, sc.ends, integer)
+
+
+@pytest.mark.parametrize("kind", [int, float])
+def test_parse_numbers_equals_python(kind):
+    """Every fast path (4-byte ints, one-shape decimals, any decimal <= 16 bytes) and the fallback."""
+    rng = np.random.default_rng(7)
+    short = [str(x) for x in rng.integers(0, 10000, 500)]                       # labels: 4-byte words
+    fixed = ["%.6f" % x for x in rng.random(500)]                                # one shape: 0.dddddd
+    mixed = (["%g" % x for x in rng.random(300) * 10.0 ** rng.integers(-9, 4, 300)] +
+             ["%.*f" % (int(p), x) for p, x in zip(rng.integers(0, 15, 300), rng.random(300) * 1000)] +
+             [str(x) for x in rng.integers(0, 10 ** 15, 100)] + ["9" * 16, "9" * 17, "1" + "0" * 19])
+    odd = ["nan", "-1", "+3", "1e5", ".", ".5", "5.", "1_0", "inf", "0x1", "1.2.3", "..", "00000000000000001.5",
+           "0.0000000000000001", "\u0661".encode().decode(), "12a", "a12", "1,"[:1]]
+    for tokens in (short, fixed, mixed, short + odd, fixed + odd, mixed + odd):
+        expect = _python_numbers(tokens, kind)
+        first_bad = next((i for i, e in enumerate(expect) if e is None), -1)
+        values, bad = _parse_all(tokens, kind is int)
+        assert bad == first_bad
+        good = [t for t, e in zip(tokens, expect) if e is not None]
+        values, bad = _parse_all(good, kind is int)
+        assert bad == -1
+        want = [e for e in expect if e is not None]
+        got = values.tolist()
+        assert all(g == w or (g != g and w != w) for g, w in zip(got, want)), tokens[:3]
+
+
+def test_scan_tokens_lines_and_separators():
+    text = b"a,1 2\r\n\r\n  b ,\t3\x0b4\x0c5\n,\nc,7"
+    block = csvscan.Block.of(text, first_line=2)
+    sc = csvscan.scan(block)
+    toks = [text[s:e] for s, e in zip(sc.starts, sc.ends)]
+    assert toks == [b"a", b"1", b"2", b"b", b"3", b"4", b"5", b"c", b"7"]
+    assert sc.line_tokens.tolist() == [3, 0, 4, 0, 2] and sc.line_commas.tolist() == [1, 0, 1, 1, 1]
+    assert sc.line_first.tolist() == [0, 3, 3, 7, 7]
+    # control bytes other than \t\n\v\f\r are token bytes, as for bytes.split()
+    assert len(csvscan.scan(csvscan.Block.of(b"a\x01b c\x1fd\n")).starts) == 2
+
+
+def test_token_bytes_and_ids_keep_unicode_and_nul():
+    block = csvscan.Block.of("é1 a\x00b z\n".encode())
+    sc = csvscan.scan(block)
+    ids = csvscan.ids_to_str([csvscan.token_bytes(block, sc.starts, sc.ends)])
+    assert ids.tolist() == ["é1", "a\x00b", "z"]
+    block = csvscan.Block.of(b"ab c\n")                                  # ASCII: the fast widening
+    sc = csvscan.scan(block)
+    assert csvscan.ids_to_str([csvscan.token_bytes(block, sc.starts, sc.ends)]).tolist() == ["ab", "c"]
+
+
+def _submission_text(rng, n, *, crlf=False, blanks=False, spaces=False):
+    rows = []
+    for i in range(n):
+        w = int(rng.integers(0, 6))
+        labs = rng.choice(50, w, replace=False)
+        scs = [("%.6f", "%g", "%.3f", "%.12f")[int(rng.integers(0, 4))] % s for s in rng.random(w)]
+        sep = "  " if spaces and i % 3 == 0 else " "
+        rows.append(f"v{i}," + sep.join(f"{l}{sep}{s}" for l, s in zip(labs, scs)))
+        if blanks and i % 7 == 0:
+            rows.append("   ")
+    eol = "\r\n" if crlf else "\n"
+    return HEADER.strip() + eol + eol.join(rows) + eol
+
+
+def _expected(text, num_classes):
+    """The reading rules written plainly, row by row (the reference for the vectorised reader)."""
+    out = {}
+    for line in text.splitlines()[1:]:
+        if not line.strip():
+            continue
+        vid, rest = line.split(",")
+        tok = rest.split()
+        pairs = sorted(((float(tok[i + 1]), int(tok[i])) for i in range(0, len(tok), 2)),
+                       key=lambda p: -np.float32(p[0]))
+        out[vid.strip()] = pairs
+    return out
+
+
+@pytest.mark.parametrize("block_bytes", [None, 37, 300])
+@pytest.mark.parametrize("style", [{}, {"crlf": True}, {"blanks": True, "spaces": True}])
+def test_read_submission_matches_plain_reading(tmp_path, monkeypatch, block_bytes, style):
+    """Random rows (ragged, several formats, CRLF, blank lines, runs of spaces), any block size."""
+    monkeypatch.setattr(csvscan, "BLOCK_BYTES", block_bytes or csvscan.BLOCK_BYTES)
+    rng = np.random.default_rng(len(style) + (block_bytes or 0))
+    text = _submission_text(rng, 300, **style)
+    pred = read_submission(write(tmp_path, "\ufeff" + text), 50)
+    expect = _expected(text, 50)
+    assert pred.ids.tolist() == list(expect)
+    for i, pairs in enumerate(expect.values()):
+        w = len(pairs)
+        np.testing.assert_array_equal(pred.scores[i, :w], np.array([p[0] for p in pairs], np.float32))
+        assert sorted(pred.indices[i, :w].tolist()) == sorted(p[1] for p in pairs)
+        assert (pred.scores[i, w:] == 0).all()
+        assert len(set(pred.indices[i].tolist())) == pred.k
+
+
+def test_errors_name_the_right_line_across_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(csvscan, "BLOCK_BYTES", 64)
+    rows = [f"v{i},{i % 9} 0.5 9 0.25" for i in range(200)]
+    good = HEADER + "\n".join(rows) + "\n"
+    assert len(read_submission(write(tmp_path, good), 10)) == 200
+    for line, bad_row, message in [(150, "v148,1 0.5 2 x", "line 150: score 'x' is not a number"),
+                                   (120, "v118,1 0.5 12 0.2", "line 120: label 12 out of range"),
+                                   (181, "v3,1 0.5 2 0.2", r"line 181: duplicate video id 'v3' \(first on line 5\)"),
+                                   (99, "v97,1 0.5 1 0.2", "line 99: label 1 appears twice"),
+                                   (77, "v75 1 0.5", "line 77: expected 2 comma-separated fields")]:
+        text = rows[:line - 2] + [bad_row] + rows[line - 1:]
+        with pytest.raises(InputError, match=message):
+            read_submission(write(tmp_path, HEADER + "\n".join(text) + "\n"), 10)
+    p = tmp_path / "utf.csv"
+    p.write_bytes(good.encode() + b"w,1 0.5\xff\n")
+    with pytest.raises(InputError, match=rf"not UTF-8 text \(byte {len(good.encode()) + 7}\)"):
+        read_submission(p, 10)
+    long_row = "long," + " ".join(f"{j} 0.1" for j in range(60))   # a line longer than a block
+    pred = read_submission(write(tmp_path, HEADER + long_row + "\nx,1 0.5\n"), 100)
+    assert pred.ids.tolist() == ["long", "x"] and pred.k == 60
+
+
+def test_read_truth_csv(tmp_path):
+    text = "\ufeffVideoId,Labels\r\nb,5 1 5\r\n\r\na,\r\nc,0\r\n"
+    truth = read_truth_csv(write(tmp_path, text), 6)
+    assert truth.ids.tolist() == ["b", "a", "c"]
+    assert [l.tolist() for l in truth.lists()] == [[1, 5], [], [0]]   # sorted, a repeat counted once
+    for text, message in [("VideoId,Label\na,1\n", "line 1: expected header 'VideoId,Labels'"),
+                          ("VideoId,Labels\na,1\nb,6\n", r"line 3: label 6 out of range \[0, 6\)"),
+                          ("VideoId,Labels\na,1\nb,x\n", "line 3: label 'x' is not an integer"),
+                          ("VideoId,Labels\na,1\n\na,2\n", r"line 4: duplicate video id 'a' \(first on line 2\)"),
+                          ("VideoId,Labels\na 1\n", "line 2: expected 2 comma-separated fields"),
+                          ("", "empty file")]:
+        with pytest.raises(InputError, match=message):
+            read_truth_csv(write(tmp_path, text), 6)
+
+
+def test_read_predictions_csv_tells_formats_apart(tmp_path):
+    rank = read_predictions_csv(write(tmp_path, "VideoId,Label\na,3 1\n", "r.csv"), 5)
+    np.testing.assert_allclose(rank.scores, [[1, 0.5]])
+    sub = read_predictions_csv(write(tmp_path, HEADER + "a,3 0.25 1 0.75\n", "s.csv"), 5)
+    assert sub.indices.tolist() == [[1, 3]]
+    with pytest.raises(InputError, match="line 1: expected header 'VideoId,LabelConfidencePairs'"):
+        read_predictions_csv(write(tmp_path, "id,x\n", "bad.csv"), 5)
+
+
+def test_scored_fast_path_equals_csv_module_path(tmp_path):
+    from predictions import csvio
+
+    rng = np.random.default_rng(3)
+    rows = [",VideoId,True labels,Pred labels,Confidence"]
+    for i in range(200):
+        t = np.sort(rng.choice(30, int(rng.integers(0, 4)), replace=False))
+        p = rng.choice(30, int(rng.integers(0, 6)), replace=False)
+        c = rng.random(len(p))
+        rows.append(f'{i},id{i},[{" ".join(map(str, t))}],"[{", ".join(map(str, p))}]",'
+                    f'"[{", ".join(repr(float(x)) for x in c)}]"')
+    path = write(tmp_path, "\n".join(rows[:50]) + "\n\n" + "\r\n".join(rows[50:]) + "\n")
+    fast = csvio._read_scored_fast(path, 30)
+    assert fast is not None
+    slow = csvio._read_scored_slow(path, 30)
+    for a, b in zip(fast, slow):
+        assert a.ids.tolist() == b.ids.tolist()
+    np.testing.assert_array_equal(fast[0].scores, slow[0].scores)
+    np.testing.assert_array_equal(fast[0].indices, slow[0].indices)
+    np.testing.assert_array_equal(fast[1].indptr, slow[1].indptr)
+    np.testing.assert_array_equal(fast[1].indices, slow[1].indices)
+    # a field over two lines is csv-valid but not the usual shape: the csv-module path reads it
+    multi = write(tmp_path, rows[0] + '\n0,a,[1],"[1,\n 2]","[0.5, 0.25]"\n', "m.csv")
+    assert csvio._read_scored_fast(multi, 30) is None
+    pred, truth = read_scored_csv(multi, 30)
+    assert pred.indices.tolist() == [[1, 2]] and truth.lists()[0].tolist() == [1]
+    # errors of the fast path name the line, as the csv-module path does
+    bad = write(tmp_path, rows[0] + '\n\n0,a,[1],"[1, 2]","[0.5]"\n', "b.csv")
+    with pytest.raises(InputError, match="line 3: 2 predicted labels but 1 confidences"):
+        read_scored_csv(bad, 30)
+    bad = write(tmp_path, rows[0] + '\n0,a,[31],"[1]","[0.5]"\n', "b2.csv")
+    with pytest.raises(InputError, match=r"line 2: true label 31 out of range \[0, 30\)"):
+        read_scored_csv(bad, 30)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from predictions.csvio import read_rank_csv, read_scored_csv, read_submission
+from predictions import csvscan
+from predictions.csvio import read_rank_csv, read_scored_csv, read_submission, read_truth_csv
 from predictions.errors import InputError
 from predictions.labels import read_labels
 from predictions.store import open_store
@@ -121,25 +122,55 @@ def test_tfrecord_mutated_payload_valid_crc(shards, level, ops, which):
 # --------------------------------------------------------------------------- CSV
 
 CSV_READERS = [lambda p: read_submission(p, C), lambda p: read_rank_csv(p, C),
-               lambda p: read_scored_csv(p, C)]
+               lambda p: read_scored_csv(p, C), lambda p: read_truth_csv(p, C)]
 VALID_CSV = ["VideoId,LabelConfidencePairs\nv1,3 0.9 7 0.5\nv2,1 0.8\n",
              "VideoId,Label\nv1,3 7 2\nv2,1\n",
-             ',VideoId,True labels,Pred labels,Confidence\n0,v1,[ 3 7],"[3, 7]","[0.9, 0.5]"\n']
+             ',VideoId,True labels,Pred labels,Confidence\n0,v1,[ 3 7],"[3, 7]","[0.9, 0.5]"\n',
+             "VideoId,Labels\nv1,3 7\nv2,\n"]
+TOKENISED = st.sampled_from([0, 1, 3])  # the readers of VideoId,<numbers> files
 csv_text = st.text(alphabet=st.sampled_from(list("VideoId,LabelConfPairs0123456789 .-e\n\r\"[]\ufeffnai")),
                    max_size=200)
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=200), csv_text.map(str.encode)), reader=st.integers(0, 1))
+@given(data=st.one_of(st.binary(max_size=200), csv_text.map(str.encode)), reader=TOKENISED)
 def test_csv_random_input(data, reader):
     _only_input_errors(CSV_READERS[reader], _tmpfile(data, ".csv"))
 
 
 @FUZZ
-@given(which=st.integers(0, 1), ops=mutation)
+@given(which=TOKENISED, ops=mutation)
 def test_csv_mutated_valid_file(which, ops):
     data = _mutate(VALID_CSV[which].encode(), ops)
     _only_input_errors(CSV_READERS[which], _tmpfile(data, ".csv"))
+
+
+_score_text = st.one_of(st.floats(0, 1).map(lambda x: "%.6f" % x), st.floats(0, 1).map(lambda x: "%g" % x),
+                        st.floats(0, 1).map(repr), st.sampled_from(["0", "1", ".5", "1.", "0.25e0", "5E-1"]))
+_rows = st.lists(st.lists(st.tuples(st.integers(0, C - 1), _score_text), max_size=5,
+                          unique_by=lambda p: p[0]), max_size=12)
+
+
+@FUZZ
+@given(rows=_rows, block=st.integers(16, 200), eol=st.sampled_from(["\n", "\r\n"]),
+       gap=st.sampled_from([" ", "  ", "\t"]))
+def test_submission_equals_plain_reading(rows, block, eol, gap):
+    """The vectorised reader, at any block size, gives what int()/float() give token by token."""
+    lines = ["VideoId,LabelConfidencePairs"] + [
+        f"v{i}," + gap.join(f"{l}{gap}{s}" for l, s in r) for i, r in enumerate(rows)]
+    path = _tmpfile((eol.join(lines) + eol).encode(), ".csv")
+    old = csvscan.BLOCK_BYTES
+    csvscan.BLOCK_BYTES = block
+    try:
+        pred = read_submission(path, C)
+    finally:
+        csvscan.BLOCK_BYTES = old
+        path.unlink()
+    assert pred.ids.tolist() == [f"v{i}" for i in range(len(rows))]
+    for i, r in enumerate(rows):
+        want = sorted(((np.float32(float(s)), l) for l, s in r), key=lambda p: -p[0])
+        assert pred.scores[i, :len(r)].tolist() == [float(w[0]) for w in want]
+        assert sorted(pred.indices[i, :len(r)].tolist()) == sorted(l for l, _ in r)
 
 
 def test_scored_csv_stray_carriage_return():
