@@ -11,9 +11,10 @@ Video level: :class:`VideoArrays` holds ``X`` (n, D) and :class:`Labels` in
 memory; :func:`video_loader` batches it with one vectorised gather per batch
 (no per-video Python work). Frame level: :class:`FrameShards` streams
 :class:`~producers.data.examples.FrameExample` records from TFRecord shards
-(each DataLoader worker reads its own subset of shard files), applies a random
-training crop (:func:`producers.crops.train_crop`) or a deterministic
-inference crop, and :func:`collate_frames` pads them into a batch.
+(each DataLoader worker reads its own subset of shard files), selects each
+video's frames with a :class:`producers.crops.FrameSelection` (Zou's crops, all
+frames, or sampled frames; random in training, deterministic at prediction),
+and :func:`collate_frames` pads them into a batch.
 """
 from __future__ import annotations
 
@@ -107,9 +108,11 @@ class FrameShards(IterableDataset):
     ----------
     patterns : shard glob(s), expanded by :func:`producers.data.readers.expand_shards`.
     num_classes : C, size of the multi-hot target.
-    crop : ``"train"`` (random :func:`~producers.crops.train_crop`), an int
-        (deterministic :func:`~producers.crops.inference_crop`), or ``None``
-        (every frame up to ``max_frames``).
+    crop : ``"train"`` (``frames.train``: random), an int (``frames.predict``
+        with that crop index: deterministic), or ``None`` (every frame up to
+        ``max_frames``).
+    frames : the :class:`~producers.crops.FrameSelection` (``[train] frames``
+        and ``num_frames``); default Zou's crops.
     ids : optional collection of video ids to keep (others are skipped).
     shuffle : shuffle shard order each epoch and items within a buffer of
         ``shuffle_buffer`` videos.
@@ -123,11 +126,19 @@ class FrameShards(IterableDataset):
     """
 
     def __init__(self, patterns, num_classes: int, *, crop="train", ids: Iterable[str] | None = None,
-                 shuffle: bool = False, seed: int = 0, max_frames: int = 300, shuffle_buffer: int = 256):
+                 shuffle: bool = False, seed: int = 0, max_frames: int = 300, shuffle_buffer: int = 256,
+                 frames=None):
+        from producers.crops import FrameSelection
         from producers.data.readers import expand_shards
 
         if not (crop is None or crop == "train" or (isinstance(crop, int) and not isinstance(crop, bool))):
             raise InputError(f"crop must be 'train', an inference crop index or None, got {crop!r}")
+        self.frames = FrameSelection() if frames is None else frames
+        if not isinstance(self.frames, FrameSelection):
+            raise InputError(f"frames must be a FrameSelection, got {frames!r}")
+        if isinstance(crop, int) and not 0 <= crop < self.frames.max_crops:
+            raise InputError(f"crop index {crop} out of range for frames = {self.frames.mode!r} "
+                             f"(0..{self.frames.max_crops - 1})")
         self.files = expand_shards(patterns)
         self.num_classes, self.crop, self.shuffle, self.seed = num_classes, crop, shuffle, seed
         self.max_frames, self.shuffle_buffer = max_frames, shuffle_buffer
@@ -139,13 +150,11 @@ class FrameShards(IterableDataset):
         self.epoch = int(epoch)
 
     def _frames(self, ex, rng: np.random.Generator) -> np.ndarray:
-        from producers import crops
-
         frames = np.concatenate([ex.rgb, ex.audio], axis=1)
         n = frames.shape[0]
         if self.crop is None or n == 0:
             return frames
-        idx = crops.train_crop(n, rng) if self.crop == "train" else crops.inference_crop(n, self.crop)
+        idx = self.frames.train(n, rng) if self.crop == "train" else self.frames.predict(n, self.crop)
         return frames[idx]
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

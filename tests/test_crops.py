@@ -4,7 +4,8 @@ import pytest
 
 from predictions.errors import InputError
 from producers import crops
-from producers.crops import crop_name, inference_crop, inference_crops, train_crop
+from producers.crops import (FrameSelection, all_frames, crop_mean, crop_name, even_frames, inference_crop,
+                             inference_crops, sample_frames, train_crop)
 
 
 class FixedStart:
@@ -112,3 +113,82 @@ def test_crop_name():
     for bad in (5, -1, "max", True):
         with pytest.raises(InputError, match="crop must be"):
             crop_name(bad)
+
+
+# --------------------------------------------------------------------------- all frames, sampling, selection
+
+
+def test_all_frames():
+    np.testing.assert_array_equal(all_frames(7), np.arange(7))
+    assert all_frames(300).tolist() == list(range(300))
+    assert len(all_frames(400)) == crops.ALL_FRAMES == 300
+    assert all_frames(1).dtype == np.int64
+
+
+def test_even_frames_by_hand():
+    # floor((i + 1/2) * m / n)
+    assert even_frames(10, 5).tolist() == [1, 3, 5, 7, 9]
+    assert even_frames(300, 4).tolist() == [37, 112, 187, 262]
+    assert even_frames(3, 6).tolist() == [0, 0, 1, 1, 2, 2]  # repeats when n > length
+    assert even_frames(1, 3).tolist() == [0, 0, 0]
+    assert even_frames(1000, 2).tolist() == [75, 225]  # within the first 300 frames
+    with pytest.raises(InputError, match="num_frames"):
+        even_frames(10, 0)
+
+
+def test_sample_frames_uniform_with_replacement():
+    rng = np.random.default_rng(0)
+    counts = np.zeros(8)
+    for _ in range(2000):
+        idx = sample_frames(8, 5, rng)
+        assert idx.dtype == np.int64 and len(idx) == 5
+        assert (np.diff(idx) >= 0).all() and 0 <= idx.min() and idx.max() < 8
+        counts += np.bincount(idx, minlength=8)
+    np.testing.assert_allclose(counts / counts.sum(), np.full(8, 1 / 8), atol=0.01)
+    assert len(sample_frames(2, 300, rng)) == 300  # with replacement
+    assert sample_frames(500, 1000, rng).max() < 300
+
+
+def test_frame_selection_modes():
+    rng = np.random.default_rng(1)
+    crop = FrameSelection()
+    assert (crop.mode, crop.max_crops) == ("crop", 5)
+    np.testing.assert_array_equal(crop.train(300, FixedStart(3)), train_crop(300, FixedStart(3)))
+    np.testing.assert_array_equal(crop.predict(300, 4), inference_crop(300, 4))
+    every = FrameSelection("all")
+    assert every.max_crops == 1
+    assert every.train(120, rng).tolist() == every.predict(120).tolist() == list(range(120))
+    sample = FrameSelection("sample", 30)
+    assert len(sample.train(120, rng)) == 30
+    assert sample.predict(120).tolist() == even_frames(120, 30).tolist()
+    with pytest.raises(InputError, match="one prediction crop"):
+        sample.predict(120, 1)
+    with pytest.raises(InputError, match="frames must be one of"):
+        FrameSelection("random")
+    with pytest.raises(InputError, match="num_frames"):
+        FrameSelection("sample", 0)
+
+
+def test_crop_mean_and_zous_top_k_rule():
+    s = np.array([[[0.9, 0.1, 0.5, 0.3]],       # crop 0: top-2 = classes 0, 2
+                  [[0.2, 0.8, 0.6, 0.1]]])      # crop 1: top-2 = classes 1, 2
+    np.testing.assert_allclose(crop_mean(s), [[0.55, 0.45, 0.55, 0.2]])
+    np.testing.assert_allclose(crop_mean(s, top_k=2), [[0.45, 0.4, 0.55, 0.0]])
+    np.testing.assert_allclose(crop_mean(s, top_k=1), [[0.45, 0.4, 0.0, 0.0]])
+    np.testing.assert_allclose(crop_mean(s, top_k=4), crop_mean(s))  # k >= C: plain mean
+    ties = np.array([[[0.5, 0.5, 0.5]]])
+    np.testing.assert_allclose(crop_mean(ties, top_k=2), [[0.5, 0.5, 0.0]])  # exactly k kept, by column order
+    rng = np.random.default_rng(0)
+    big = rng.random((5, 30, 100)).astype(np.float32)
+    got = crop_mean(big, top_k=crops.ZOU_TOP_K)
+    assert ((big > 0).sum(2) == 100).all() and ((got > 0).sum(1) <= 5 * 20).all()
+    for c in range(5):  # a crop contributes exactly its own top 20 of each row
+        top = np.argsort(-big[c], axis=1)[:, :20]
+        mine = np.zeros_like(big[c])
+        np.put_along_axis(mine, top, np.take_along_axis(big[c], top, 1), 1)
+        big[c] = mine
+    np.testing.assert_allclose(got, big.mean(0), rtol=1e-6)
+    with pytest.raises(InputError, match="top_k"):
+        crop_mean(s, top_k=-1)
+    with pytest.raises(InputError, match="shape"):
+        crop_mean(s[0])
