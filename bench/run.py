@@ -4,7 +4,7 @@ Usage::
 
     python bench/run.py [--quick] [--only NAME ...] [--data-dir DIR] [--json OUT]
 
-Figures (``NAME``): ``gap``, ``ensemble``, ``read``, ``stacking``, ``bounded``.
+Figures (``NAME``): ``gap``, ``ensemble``, ``read``, ``stacking``, ``bounded``, ``csv``.
 ``--quick`` uses about 1/20 of the full sizes (a smoke run).
 
 Every *case* (one row of the table) runs in its own subprocess, so its peak
@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 C = 3862
 POOL = 40          # candidate labels per video the synthetic members choose from
 K_TOP = 20
-FIGURES = ("gap", "ensemble", "read", "stacking", "bounded")
+FIGURES = ("gap", "ensemble", "read", "stacking", "bounded", "csv")
 
 
 # =========================================================================== sizes
@@ -48,6 +48,7 @@ def sizes(quick: bool) -> dict:
         "stack_n": 25000 // d, "stack_m": 8,
         "bounded_n": [100000 // d, 700000 // d], "bounded_fit": 20000 // d, "bounded_k": 4,
         "chunk_rows": 20000 // d,
+        "csv_n": 100000 // d, "csv_k": 16,
         # the pandas pipeline runs ~25 s per member at N=200k on a loaded 2-core machine; in the
         # full run it reads the first 50,000 rows of each CSV and its time is scaled by N / 50,000
         "naive_rows": None if quick else 50000,
@@ -142,6 +143,8 @@ def prepare(name: str, S: dict, data: Path) -> None:
         kmax = max(S["ens_k"])
         once("ens", lambda d: (write_split(d, "heldout", S["ens_fit"], kmax, 1),
                                write_split(d, "test", S["ens_n"], kmax, 2, csv_members=kmax)))
+    if name == "csv":  # K Kaggle CSVs of one test split (their stores too, unused by the csv rows)
+        once("csv", lambda d: write_split(d, "test", S["csv_n"], S["csv_k"], 5, csv_members=S["csv_k"]))
     if name == "bounded":
         for n in S["bounded_n"]:
             once(f"bounded{n}", lambda d: (write_split(d, "heldout", S["bounded_fit"], S["bounded_k"], 3),
@@ -299,16 +302,16 @@ def case_ensemble(S, data, n_members):
     for weights in ("uniform", "gap"):
         with tempfile.TemporaryDirectory(dir=data) as out:
             def ours():
-                return build(paths, weights=weights, labels=[str(d / "labels" / "labels.heldout.h5")], out=out,
+                return build(paths, scheme=weights, labels=[str(d / "labels" / "labels.heldout.h5")], out=out,
                              name=f"ens-{weights}", chunk_rows=None, progress=False,
                              log=lambda *a: None)
             t, rec = timed(ours, repeat_under=1e9, max_repeat=1)
-            res[weights] = (t, maxrss_mib(), rec, read_store(rec["outputs"]["test"]))
+            res[weights] = (t, maxrss_mib(), rec, read_store(rec.outputs["test"]))
     n = S["ens_n"]
     nrows = S["naive_rows"] if S["naive_rows"] and S["naive_rows"] < n else None
     scale = n / nrows if nrows else 1.0
     csvs = [d / "csv" / f"{m}.test.csv" for m in names]
-    w = res["gap"][2]["fitted"]["weights"]
+    w = res["gap"][2].fitted["weights"]
     w = [w[m] for m in names]
     t_base, top = timed(lambda: naive_pandas_ensemble(csvs, w, nrows=nrows), repeat_under=1e9, max_repeat=1)
     t_base *= scale
@@ -379,10 +382,84 @@ def case_bounded(S, data, n):
     d = data / f"bounded{n}"
     paths = sorted(str(p) for p in (d / "stores").glob("*.h5"))
     with tempfile.TemporaryDirectory(dir=data) as out:
-        t_ours, rec = timed(lambda: build(paths, weights="uniform", out=out, chunk_rows=S["chunk_rows"],
+        t_ours, rec = timed(lambda: build(paths, scheme="uniform", out=out, chunk_rows=S["chunk_rows"],
                                           progress=False, log=lambda *a: None), repeat_under=1e9, max_repeat=1)
     peak = maxrss_mib()
     return {"n": n, "seconds": t_ours, "peak": peak, "load": loadavg()}
+
+
+def case_csv_import(S, data):
+    """One top-20 Kaggle CSV: csvio's reader vs pandas.read_csv of the same file (just reading it)."""
+    import tempfile
+
+    import pandas as pd
+
+    from predictions.csvio import read_submission
+    from predictions.store import write_store
+
+    csv = data / "csv" / "csv" / "m00.test.csv"
+    t_base, _ = timed(lambda: pd.read_csv(csv), max_repeat=5)
+    t_ours, p = timed(lambda: read_submission(csv, C), max_repeat=5)
+    peak = maxrss_mib()
+    with tempfile.TemporaryDirectory(dir=data) as tmp:
+        def import_():  # what `ensemble import` does: read, then write a store
+            return write_store(Path(tmp) / "m00.test.full.h5", read_submission(csv, C), model="m00", split="test")
+        t_import, _ = timed(import_, max_repeat=5)
+    t_base2, _ = timed(lambda: pd.read_csv(csv), max_repeat=5)   # again, after ours: the load moves
+    t_base = min(t_base, t_base2)
+    ids, lab, sc = pandas_read_csv(csv)
+    same = np.array_equal(ids.astype(str), p.ids) and np.array_equal(lab, p.indices)
+    dmax = float(np.abs(sc - p.scores).max()) if sc.size else 0.0
+    return row("6 csv", f"import one CSV, N={len(p)} top-20 ({csv.stat().st_size / 2 ** 20:.0f} MiB)", t_ours, t_base,
+               ours_peak=peak, base_label="pandas.read_csv of the same file (just reading it)",
+               check=(f"{'same labels' if same else 'DIFFERENT labels'} as pandas+split, |d score| <= {dmax:.0e}; "
+                      f"ours = {t_ours / t_base:.1f}x read_csv (target <= 2x)"),
+               note=f"ours: csvio.read_submission (parsed, checked, Predictions); with write_store, as "
+                    f"`ensemble import`: {t_import:.3f}s = {t_import / t_base:.1f}x read_csv")
+
+
+def case_csv_submission(S, data, n_members):
+    """K Kaggle CSVs -> one uniform top-20 submission: the project end to end vs a naive pandas pipeline."""
+    import tempfile
+
+    from ensembler.build import build
+    from predictions.csvio import read_submission, write_submission
+    from predictions.store import read_store, write_store
+
+    names = [f"m{j:02d}" for j in range(n_members)]
+    csvs = [data / "csv" / "csv" / f"{m}.test.csv" for m in names]
+    with tempfile.TemporaryDirectory(dir=data) as tmp:
+        tmp = Path(tmp)
+        steps = {}
+
+        def ours():
+            t = time.perf_counter()
+            stores = [write_store(tmp / f"{m}.test.full.h5", read_submission(c, C), model=m, split="test")
+                      for m, c in zip(names, csvs)]
+            steps["import"] = time.perf_counter() - t
+            t = time.perf_counter()
+            build([str(p) for p in stores], scheme="uniform", out=tmp / "ens.h5", name="ens", progress=False,
+                  log=lambda *a: None)
+            steps["build"] = time.perf_counter() - t
+            t = time.perf_counter()
+            ens = read_store(tmp / "ens.h5")
+            write_submission(tmp / "submission.csv", ens, top=K_TOP)
+            steps["submit"] = time.perf_counter() - t
+            return ens
+        t_ours, ens = timed(ours, repeat_under=1e9, max_repeat=1)
+        peak = maxrss_mib()
+    t_base, top = timed(lambda: naive_pandas_ensemble(csvs, [1.0] * n_members), repeat_under=1e9, max_repeat=1)
+    # same top-20 label set per video? (the naive output: 20 rows per video, best first)
+    top = top.sort_values(["VideoId", "label"])
+    naive = top["label"].to_numpy().reshape(-1, K_TOP)
+    order = np.argsort(ens.ids)
+    ours_sets = np.sort(ens.indices[order, :K_TOP], axis=1)
+    agree = float(np.mean((ours_sets == naive).all(axis=1))) if len(naive) == len(ens) else float("nan")
+    return row("6 csv", f"{n_members} CSVs -> uniform top-20 submission, N={len(ens)}", t_ours, t_base,
+               ours_peak=peak, base_label="pandas: read_csv, split pairs, explode, groupby-sum, top 20 (no file written)",
+               check=f"same top-20 label set on {agree:.4f} of videos (the rest: ties at the cut)",
+               note=(f"ours: import {steps['import']:.1f}s ({steps['import'] / n_members:.2f}s per CSV, read_submission + "
+                     f"write_store) + build uniform {steps['build']:.1f}s + read + write_submission {steps['submit']:.1f}s"))
 
 
 def run_case(spec: str, S: dict, data: Path) -> dict:
@@ -399,6 +476,10 @@ def run_case(spec: str, S: dict, data: Path) -> dict:
         return case_stacking(S, data)
     if name == "bounded":
         return case_bounded(S, data, int(arg))
+    if name == "csv_import":
+        return case_csv_import(S, data)
+    if name == "csv_submission":
+        return case_csv_submission(S, data, int(arg))
     raise SystemExit(f"unknown case {spec}")
 
 
@@ -413,6 +494,8 @@ def cases_of(fig: str, S: dict) -> list[str]:
         return ["stacking"]
     if fig == "bounded":
         return [f"bounded:{n}" for n in S["bounded_n"]]
+    if fig == "csv":
+        return ["csv_import", f"csv_submission:{S['csv_k']}"]
     raise SystemExit(f"unknown figure {fig}")
 
 

@@ -64,3 +64,20 @@ def test_quick_run_subset(tmp_path):
     assert all(r["check"].startswith("equal") for r in rows[:3])
     assert rows[3]["check"] == "same labels"
     assert "| figure | case | ours | baseline | ratio |" in proc.stdout
+
+
+def test_quick_csv_rows(tmp_path):
+    """Figure 6 (Kaggle CSVs): import vs pandas.read_csv, and K CSVs -> submission vs the pandas pipeline."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "csv",
+                           "--data-dir", str(tmp_path / "data"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["figure"] for r in rows] == ["6 csv", "6 csv"], rows
+    imp, sub = rows
+    assert imp["ours_s"] > 0 and imp["base_s"] > 0 and imp["check"].startswith("same labels")
+    assert "|d score| <= 0e+00" in imp["check"]      # 6 printed decimals read back to the same float32
+    assert sub["ours_s"] > 0 and sub["base_s"] > 0 and sub["ratio"] > 1   # faster than the pandas pipeline
+    agree = float(sub["check"].split(" on ")[1].split()[0])
+    assert agree >= 0.999
