@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -327,7 +326,7 @@ def _short_ints(buf: bytes, starts: np.ndarray, length: np.ndarray):
     d = (words[starts] - np.uint32(0x30303030)) << ((np.uint32(4) - length.astype(np.uint32)) << np.uint32(3))
     ok = ((d & np.uint32(0xF0F0F0F0)) | ((d + np.uint32(0x06060606)) & np.uint32(0xF0F0F0F0))) == 0
     d = d * np.uint32(10) + (d >> np.uint32(8))
-    return ((d & np.uint32(0xFF)) * np.uint32(100) + ((d >> np.uint32(16)) & np.uint32(0xFF))).astype(np.int64), ok
+    return ((d & np.uint32(0xFF)) * np.uint32(100) + ((d >> np.uint32(16)) & np.uint32(0xFF))).view(np.int32), ok
 
 
 def _fixed_decimals(buf: bytes, starts: np.ndarray, length: np.ndarray):
@@ -369,7 +368,8 @@ def _any_decimals(buf: bytes, starts: np.ndarray, ends: np.ndarray, length: np.n
 
 
 def parse_numbers(buf: bytes, starts: np.ndarray, ends: np.ndarray, integer: bool):
-    """Parse tokens ``buf[starts[i]:ends[i]]`` as ``int`` (int64) or ``float`` (float64).
+    """Parse tokens ``buf[starts[i]:ends[i]]`` as ``int`` (int64, or int32 when all have <= 4 bytes) or ``float``
+    (float64).
 
     ``starts``/``ends`` may be 2-D (e.g. strided views of every other token);
     tokens are taken in row-major order. ``buf`` must have at least 8 readable
