@@ -56,3 +56,10 @@ def dev_mask(ids, fraction: float = 0.05, salt: str = DEFAULT_SALT) -> np.ndarra
         raise InputError(f"dev fraction must be in [0, 1), got {fraction}")
     keys = hash_keys(ids, salt + "/dev")
     return keys < np.uint64(int(fraction * 2.0**64))
+
+
+def fold_of(ids, n_folds: int, salt: str = DEFAULT_SALT) -> np.ndarray:
+    """(n,) int fold in ``0 .. n_folds - 1`` of each id, from a third hash: stable whatever the other ids."""
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise InputError(f"the number of folds must be an integer >= 2, got {n_folds!r}")
+    return (hash_keys(ids, salt + "/fold") % np.uint64(n_folds)).astype(np.int64)

@@ -17,6 +17,8 @@ _EPILOG = {
              "  produce train jobs/moe.toml --restart  # start over",
     "predict": "example:\n  produce predict jobs/moe.toml          # -> <run_dir>/predictions/moe.<split>.full.h5\n"
                "  produce predict jobs/lstm.toml --crops 3",
+    "distill": "example:\n  produce distill jobs/mlp-student.toml  # [distill] teacher = ensemble stores of the train split\n"
+               "  produce predict jobs/mlp-student.toml  # the student predicts like any producer",
     "search": "example:\n  produce search jobs/mlp.toml           # trials of its [search] table, chosen on dev GAP\n"
               "  produce predict jobs/mlp.toml          # then predicts with the best trial",
     "models": "example:\n  produce models --level video",
@@ -57,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--crops", type=int, default=None, help="inference crops, frame-level models (1..5)")
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
+    d = add("distill", "train a student on a teacher's soft predictions of the training videos (resumable)")
+    d.add_argument("config", metavar="CONFIG", help="job TOML file with a [distill] section")
+    d.add_argument("--restart", action="store_true", help="discard existing checkpoints and start over")
+    d.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
     s = add("search", "train the trials of a job's [search] table; keep the best on dev GAP@20 (resumable)")
     s.add_argument("config", metavar="CONFIG", help="job TOML file with a [search] table")
     s.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -81,9 +88,9 @@ def _run(args) -> tuple[str, object]:
         text = (f"wrote {info.get('n_train', args.videos)} labelled + {info.get('n_test', args.test_videos)} test "
                 f"videos under {args.out_dir}")
         return text, {k: v for k, v in info.items() if k != "shards"}
-    if args.command == "train":
+    if args.command in ("train", "distill"):
         cfg = load_config(args.config)
-        h = jobs.train_job(cfg, restart=args.restart, quiet=args.quiet)
+        h = jobs.train_job(cfg, restart=args.restart, quiet=args.quiet, distill=args.command == "distill")
         if not distributed.is_main_process():
             return "", None
         text = (f"{cfg.output.name}: best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}; "

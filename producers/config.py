@@ -40,11 +40,22 @@ Example (relative paths are relative to the config file's directory)::
     device = "auto"
     amp = true                        # used on CUDA only
     workers = 0
+    frames = "crop"                   # frame-level input: crop | all | sample (producers.crops)
+    num_frames = 300                  # frames = "sample": frames drawn per video
 
     [predict]
     crops = 1                         # frame-level models: inference crops (1..5)
     top_k = 100                       # 0 (or >= num_classes): the full score matrix
-    splits = ["heldout", "eval", "test"]
+    splits = ["heldout", "eval", "test"]   # "train" too: predictions of the training videos (a teacher)
+    train_folds = 0                   # K >= 2: train-split predictions out of fold, from K more models
+                                      # (each trained without one fold); 0: in-sample, from the model
+    crop_top_k = 0                    # > 0: Zou's multi-crop rule, each crop's scores outside its top k
+                                      # set to 0 before the mean (20 in the paper); 0: plain mean
+
+    [distill]                         # optional: `produce distill` (see DistillConfig)
+    teacher = "runs/ensembles/ens-lr.train.full.h5"
+    alpha = 0.5
+    temperature = 1.0
 
     [output]
     run_dir = "runs"
@@ -58,8 +69,9 @@ no ``None``) that :func:`config_from_dict` turns back into an equal config.
 from __future__ import annotations
 
 import dataclasses
-import os
 import inspect
+import math
+import os
 import re
 import tomllib
 import types
@@ -75,7 +87,8 @@ from .train import Recipe
 
 #: Width of a YouTube-8M video/frame feature vector (1024 RGB + 128 audio).
 FEATURE_DIM = 1152
-SPLIT_NAMES = ("heldout", "eval", "test")
+SPLIT_NAMES = ("train", "heldout", "eval", "test")
+DEFAULT_SPLITS = ("heldout", "eval", "test")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -114,6 +127,8 @@ class TrainConfig(Recipe):
     device: str = "auto"
     amp: bool = True
     workers: int = 0
+    frames: str = "crop"      # frame level: "crop" (Zou's crops), "all" (<= 300 frames), "sample" (num_frames)
+    num_frames: int = 300     # frames = "sample": frames per video (random in training, evenly spaced at prediction)
 
     def recipe(self) -> Recipe:
         return Recipe(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Recipe)})
@@ -123,7 +138,27 @@ class TrainConfig(Recipe):
 class PredictConfig:
     crops: int = 1
     top_k: int = 100
-    splits: list[str] = field(default_factory=lambda: list(SPLIT_NAMES))
+    splits: list[str] = field(default_factory=lambda: list(DEFAULT_SPLITS))
+    train_folds: int = 0
+    crop_top_k: int = 0
+
+
+@dataclass
+class DistillConfig:
+    """``produce distill``: train on the teacher's soft predictions of the training videos as well as the labels.
+
+    ``teacher``: store(s) of the ``train`` split (files or globs; several are
+    averaged: a uniform ensemble); ``alpha``: weight of the teacher's soft
+    targets (1 - alpha: the labels'); ``temperature``: divides the teacher's and
+    the student's logits in the soft term (Hinton et al.; the soft loss is
+    scaled by T^2); ``floor``: probability given to classes outside a top-k
+    teacher's k.
+    """
+
+    teacher: list[str]
+    alpha: float = 0.5
+    temperature: float = 1.0
+    floor: float = 0.0
 
 
 @dataclass
@@ -142,8 +177,11 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    distill: DistillConfig | None = None
     path: str | None = field(default=None, compare=False)
     search: object = field(default=None, compare=False)  # producers.search.SearchSpace or None
+    #: (k, K): this job trains the model that predicts fold k of the train split (see ``[predict] train_folds``)
+    fold: tuple | None = field(default=None, compare=False)
 
     @property
     def level(self) -> str:
@@ -158,7 +196,7 @@ class JobConfig:
         """Plain nested dict (TOML/JSON-serialisable: ``None`` values are dropped)."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in ("path", "search"):
+            if f.name in ("path", "search", "fold") or getattr(self, f.name) is None:
                 continue
             sec = dataclasses.asdict(getattr(self, f.name))
             out[f.name] = {k: v for k, v in sec.items() if v is not None}
@@ -211,7 +249,7 @@ def _section(cls, raw, name: str, path: str):
                 raise InputError(f"[{name}] is missing the required option {key!r}", path)
             continue
         v = raw[key]
-        if name == "data" and key in ("train", "test") and isinstance(v, str):
+        if (name, key) in (("data", "train"), ("data", "test"), ("distill", "teacher")) and isinstance(v, str):
             v = [v]  # one glob or a list of globs
         if not _type_ok(v, hints[key]):
             raise InputError(f"[{name}] {key} = {v!r}: expected {_type_name(hints[key])}", path)
@@ -285,10 +323,10 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     base = Path(base_dir) if base_dir is not None else Path(path).resolve().parent
     if not isinstance(raw, dict):
         raise InputError("the config must be a TOML table", path)
-    unknown = sorted(set(raw) - set(_SECTIONS) - {"search"})
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"search", "distill"})
     if unknown:
         raise InputError(f"unknown section(s) {', '.join('[' + u + ']' for u in unknown)}; "
-                         f"sections: {', '.join(_SECTIONS)}, search", path)
+                         f"sections: {', '.join(_SECTIONS)}, distill, search", path)
     for required in ("model", "data"):
         if required not in raw:
             raise InputError(f"missing section [{required}]", path)
@@ -328,6 +366,18 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
         train.recipe().check()
     except ValueError as err:
         raise InputError(f"[train] {err}", path) from None
+    from .crops import FRAME_MODES
+
+    if train.frames not in FRAME_MODES:
+        raise InputError(f"[train] frames must be one of {', '.join(map(repr, FRAME_MODES))}, "
+                         f"got {train.frames!r}", path)
+    if train.num_frames < 1:
+        raise InputError(f"[train] num_frames must be >= 1, got {train.num_frames}", path)
+    if data.level == "video" and (train.frames, train.num_frames) != ("crop", 300):
+        raise InputError("[train] frames and num_frames apply to frame-level models only", path)
+    if train.frames != "crop" and predict.crops > 1:
+        raise InputError(f"[predict] crops > 1 needs [train] frames = 'crop' (frames = {train.frames!r} "
+                         f"predicts from one set of frames)", path)
     if model.input_norm not in NORMS:
         raise InputError(f"[model] input_norm must be one of {', '.join(NORMS)}, got {model.input_norm!r}", path)
     if train.device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", train.device):
@@ -340,6 +390,12 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
         raise InputError("[predict] crops > 1 applies to frame-level models only", path)
     if predict.top_k < 0:
         raise InputError(f"[predict] top_k must be >= 0 (0 = full matrix), got {predict.top_k}", path)
+    if predict.crop_top_k < 0:
+        raise InputError(f"[predict] crop_top_k must be >= 0 (0: plain mean of crops), got {predict.crop_top_k}",
+                         path)
+    if predict.train_folds < 0 or predict.train_folds == 1:
+        raise InputError(f"[predict] train_folds must be 0 (in-sample train predictions) or >= 2, "
+                         f"got {predict.train_folds}", path)
     bad = [s for s in predict.splits if s not in SPLIT_NAMES]
     if bad or len(set(predict.splits)) != len(predict.splits):
         raise InputError(f"[predict] splits must be distinct names from {', '.join(SPLIT_NAMES)}, "
@@ -351,12 +407,25 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     if not _NAME.fullmatch(output.name):
         raise InputError(f"[output] name {output.name!r} must match [A-Za-z0-9_-]+", path)
 
+    distill = None
+    if "distill" in raw:
+        distill = _section(DistillConfig, raw["distill"], "distill", path)
+        distill.teacher = [_resolve(p, base) for p in distill.teacher]
+        if not distill.teacher:
+            raise InputError("[distill] teacher lists no store", path)
+        checks = ((0 <= distill.alpha <= 1, "alpha must be in [0, 1]"),
+                  (math.isfinite(distill.temperature) and distill.temperature > 0, "temperature must be > 0"),
+                  (0 <= distill.floor < 1, "floor must be in [0, 1)"))
+        for ok, message in checks:
+            if not ok:
+                raise InputError(f"[distill] {message}, got alpha={distill.alpha}, "
+                                 f"temperature={distill.temperature}, floor={distill.floor}", path)
     search = None
     if "search" in raw:
         from .search import parse_search
 
         search = parse_search(raw["search"], path)
-    cfg = JobConfig(model, data, split, train, predict, output, path=path, search=search)
+    cfg = JobConfig(model, data, split, train, predict, output, distill, path=path, search=search)
     if check_model:
         build_model(cfg, device="meta")
     return cfg

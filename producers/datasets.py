@@ -30,12 +30,13 @@ from predictions.types import Labels, as_ids
 
 
 class Batch(NamedTuple):
-    """One batch; see the module docstring for shapes."""
+    """One batch; see the module docstring for shapes. ``teacher``: (B, C) soft targets (distillation) or None."""
 
     x: torch.Tensor
     y: torch.Tensor
     lengths: torch.Tensor | None = None
     ids: np.ndarray | None = None
+    teacher: torch.Tensor | None = None
 
 
 def multi_hot(labels: Labels, rows=None) -> np.ndarray:
@@ -51,14 +52,19 @@ class VideoArrays(Dataset):
 
     ``ds[i]`` returns ``(x (D,) float32 tensor, y (C,) float32 multi-hot tensor)``;
     ``ds[list_of_rows]`` returns a whole :class:`Batch` (used by :func:`video_loader`).
+    ``teacher``: optional (n, C) float32 soft targets in the same row order
+    (a distillation teacher), passed on as ``Batch.teacher``.
     """
 
-    def __init__(self, X: np.ndarray, labels: Labels):
+    def __init__(self, X: np.ndarray, labels: Labels, teacher: np.ndarray | None = None):
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[0] != len(labels):
             raise InputError(f"X has shape {X.shape}, expected ({len(labels)}, D) rows matching the labels")
+        if teacher is not None and teacher.shape != (len(labels), labels.num_classes):
+            raise InputError(f"teacher has shape {teacher.shape}, expected ({len(labels)}, {labels.num_classes})")
         self.X = np.ascontiguousarray(X, dtype=np.float32)
         self.labels = labels
+        self.teacher = teacher
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -68,8 +74,9 @@ class VideoArrays(Dataset):
             y = multi_hot(self.labels, [int(index)])[0]
             return torch.from_numpy(self.X[index]), torch.from_numpy(y)
         rows = np.asarray(index, dtype=np.int64)
+        teacher = None if self.teacher is None else torch.from_numpy(np.ascontiguousarray(self.teacher[rows]))
         return Batch(torch.from_numpy(self.X[rows]), torch.from_numpy(multi_hot(self.labels, rows)),
-                     None, self.labels.ids[rows])
+                     None, self.labels.ids[rows], teacher)
 
 
 def _identity(batch):

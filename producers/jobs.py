@@ -53,12 +53,18 @@ def _logger(path: Path | None, quiet: bool) -> LogFn:
 
 
 def _splits(cfg: JobConfig, ids: np.ndarray) -> np.ndarray:
-    from predictions.split import assign_splits
+    """Split name per id; a fold job (``cfg.fold = (k, K)``) marks its train fold ``"fold-out"`` (unseen)."""
+    from predictions.split import assign_splits, fold_of
 
     try:
-        return assign_splits(ids, heldout=cfg.split.heldout, eval=cfg.split.eval, salt=cfg.split.salt)
+        split = assign_splits(ids, heldout=cfg.split.heldout, eval=cfg.split.eval, salt=cfg.split.salt)
     except InputError as err:
         raise InputError(f"[split] {err.problem}", cfg.path) from None
+    if cfg.fold is not None:
+        k, n_folds = cfg.fold
+        split = split.astype("<U8")
+        split[(split == "train") & (fold_of(ids, n_folds, cfg.split.salt) == k)] = "fold-out"
+    return split
 
 
 def _read_truth_csv(path, num_classes: int) -> Labels:
@@ -123,12 +129,42 @@ def generate_job(out_dir, *, videos: int, test_videos: int, classes: int, level:
 
 # --------------------------------------------------------------------------- train
 
-def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False):
+def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False, distill: bool = False):
     """Train the configured model, checkpointing (and resuming) under ``<run_dir>/<name>/``.
 
     Returns the :class:`~producers.train.History`; writes ``history.json``,
-    ``config.json`` and appends to ``train.log``.
+    ``config.json`` and appends to ``train.log``. With ``[predict]
+    train_folds = K`` (and ``"train"`` among the splits) it then trains the K
+    fold models under ``<name>/folds/fold-k/``, each without fold k of the
+    train split. ``distill=True`` (``produce distill``) trains on the
+    ``[distill]`` teacher's soft targets too; a config with ``[distill]``
+    needs it.
     """
+    if cfg.distill is not None and not distill:
+        raise InputError("this job has a [distill] teacher: train it with `produce distill`", cfg.path)
+    if distill and cfg.distill is None:
+        raise InputError("`produce distill` needs a [distill] section naming the teacher", cfg.path)
+    history = _train_one(cfg, restart=restart, quiet=quiet)
+    if cfg.predict.train_folds and "train" in cfg.predict.splits and cfg.fold is None:
+        for k in range(cfg.predict.train_folds):
+            fold_history = _train_one(_fold_config(cfg, k), restart=restart, quiet=quiet)
+            if not quiet:
+                print(f"fold {k + 1}/{cfg.predict.train_folds}: best dev GAP@20 {fold_history.best_gap:.4f}",
+                      file=sys.stderr)
+    return history
+
+
+def _fold_config(cfg: JobConfig, k: int) -> JobConfig:
+    """The job that trains fold ``k``'s model: same model and recipe, fold k of the train split unseen."""
+    import dataclasses
+
+    out = dataclasses.replace(cfg.output, run_dir=str(cfg.job_dir / "folds"), name=f"fold-{k}")
+    pred = dataclasses.replace(cfg.predict, train_folds=0)
+    return dataclasses.replace(cfg, output=out, predict=pred, fold=(k, cfg.predict.train_folds))
+
+
+def _train_one(cfg: JobConfig, *, restart: bool, quiet: bool):
+    """One model's training (the job's own or a fold's); see :func:`train_job`."""
     from predictions.split import dev_mask
 
     from . import distributed
@@ -167,9 +203,10 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False):
     model.set_prior(stats.class_frequency, n_train)
     t = cfg.train
     t1 = time.perf_counter()
+    d = cfg.distill
     history = fit(model, loader, dev, t.recipe(), device=t.device, amp=t.amp, checkpoint_dir=ckpt, seed=t.seed,
                   progress=not quiet, log=log, train_size=n_train, dev_batch_size=t.batch_size,
-                  label_prior=stats.class_frequency)
+                  label_prior=stats.class_frequency, distill=None if d is None else (d.alpha, d.temperature))
     seconds = time.perf_counter() - t1
     log(f"done: best epoch {history.best_epoch} dev GAP@20 {history.best_gap:.4f}; {seconds:.1f}s")
     info = dict(history.to_dict(), model=cfg.model.name, name=cfg.output.name, n_train=n_train, n_dev=n_dev,
@@ -192,13 +229,21 @@ def _video_training_data(cfg: JobConfig, log: LogFn, quiet: bool, dev_mask):
     if len(fit_rows) == 0:
         raise InputError("no training videos left after the held-out, eval and dev splits", cfg.path)
     fit_labels = labels.take(fit_rows)
-    loader = video_loader(VideoArrays(X[fit_rows], fit_labels), cfg.train.batch_size, shuffle=True,
+    teacher = None
+    if cfg.distill is not None:
+        from .teacher import teacher_targets
+
+        teacher = teacher_targets(cfg.distill, ids[fit_rows], cfg.data.num_classes)
+        log(f"teacher: {', '.join(cfg.distill.teacher)} (alpha {cfg.distill.alpha}, "
+            f"temperature {cfg.distill.temperature})")
+    loader = video_loader(VideoArrays(X[fit_rows], fit_labels, teacher), cfg.train.batch_size, shuffle=True,
                           workers=cfg.train.workers)
     dev = (X[dev_rows], labels.take(dev_rows)) if len(dev_rows) else None
     return loader, dev, TrainingStats(len(fit_rows), len(dev_rows), X[fit_rows], _frequency(fit_labels))
 
 
 def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
+    from .crops import FrameSelection
     from .data.readers import scan_ids
     from .datasets import FrameShards, frame_loader
 
@@ -208,11 +253,15 @@ def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
     is_dev = dev_mask(tr, cfg.split.dev_fraction, cfg.split.salt)
     fit_ids, dev_ids = tr[~is_dev], tr[is_dev]
     C, bs = cfg.data.num_classes, cfg.train.batch_size
-    train = FrameShards(cfg.data.train, C, crop="train", ids=fit_ids, shuffle=True, seed=cfg.train.seed)
+    selection = FrameSelection(cfg.train.frames, cfg.train.num_frames)  # validated by the config
+    log(f"frames: {selection.mode}"
+        + (f", {selection.num_frames} per video" if selection.mode == "sample" else ""))
+    train = FrameShards(cfg.data.train, C, crop="train", ids=fit_ids, shuffle=True, seed=cfg.train.seed,
+                        frames=selection)
     loader = frame_loader(train, bs, workers=cfg.train.workers)
     dev = None
-    if len(dev_ids):
-        dev = (frame_loader(FrameShards(cfg.data.train, C, crop=0, ids=dev_ids), bs), None)
+    if len(dev_ids):  # scored on prediction crop 0 (the first crop, all frames, or evenly spaced frames)
+        dev = (frame_loader(FrameShards(cfg.data.train, C, crop=0, ids=dev_ids, frames=selection), bs), None)
     sample = None
     if cfg.model.input_norm == "standardize":  # frames of the first few hundred training videos
         frames = [f for _, f, _ in FrameShards(cfg.data.train, C, crop=None, ids=fit_ids[:_STATS_VIDEOS])]
@@ -284,7 +333,11 @@ def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False
                                                         else cfg.data.train))
             log(f"labels.{split}.h5: {status}")
         t0 = time.perf_counter()
-        paths = _predict_split(cfg, model, split, ids, X, n_crops, extra, quiet)
+        if split == "train" and cfg.predict.train_folds:
+            paths = _predict_out_of_fold(cfg, ids, X, n_crops, extra, quiet)
+        else:
+            paths = _predict_split(cfg, model, split, ids, X, n_crops,
+                                   dict(extra, train_predictions="in-sample") if split == "train" else extra, quiet)
         log(f"predicted {split}: {len(ids)} videos in {time.perf_counter() - t0:.1f}s -> "
             + ", ".join(p.name for p in paths))
         written += paths
@@ -301,14 +354,14 @@ def _prediction_splits(cfg: JobConfig, log: LogFn):
 
     want = cfg.predict.splits
     video = cfg.level == "video"
-    if any(s in want for s in ("heldout", "eval")):
+    if any(s in want for s in ("train", "heldout", "eval")):
         all_ids = scan_ids(cfg.data.train, level=cfg.level)
         split = _splits(cfg, all_ids)
         X = labels = None
         if video:
             ids, X, labels = load_video_level(cfg.data.train, ids=all_ids[np.isin(split, want)],
                                               num_classes=cfg.data.num_classes, progress=False)
-        for name in ("heldout", "eval"):
+        for name in ("train", "heldout", "eval"):
             sel = all_ids[split == name]
             if name not in want or not len(sel):
                 continue
@@ -334,6 +387,65 @@ def _prediction_splits(cfg: JobConfig, log: LogFn):
         yield "test", ids, truth, X
     elif "test" in want:
         log("no [data] test shards: skipping the test split")
+
+
+def _predict_out_of_fold(cfg: JobConfig, ids: np.ndarray, X: np.ndarray | None, n_crops: int, extra: dict,
+                         quiet: bool) -> list[Path]:
+    """Train-split stores whose every video is predicted by the fold model that did not see it.
+
+    Each fold model writes its fold into a temporary directory; the parts are
+    then merged into ``<name>.train.<crop>.h5`` (rows grouped by fold).
+    """
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from predictions.split import fold_of
+
+    from .train import load_best
+
+    n_folds = cfg.predict.train_folds
+    folds = fold_of(ids, n_folds, cfg.split.salt)
+    out_dir = Path(cfg.output.run_dir) / "predictions"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.output.name}.oof-", dir=out_dir))
+    try:
+        parts = []
+        for k in range(n_folds):
+            ckpt = _checkpoint_dir(_fold_config(cfg, k))
+            if not (ckpt / "best.pt").exists():
+                raise InputError(f"no fold-{k} model in {ckpt}: with [predict] train_folds = {n_folds}, "
+                                 f"`produce train` trains the fold models; run it first", cfg.path)
+            model = load_best(build_model(cfg), ckpt)
+            rows = np.flatnonzero(folds == k)
+            part_cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, run_dir=str(tmp / str(k))))
+            parts.append(_predict_split(part_cfg, model, "train", ids[rows], None if X is None else X[rows],
+                                        n_crops, dict(extra, fold=k), quiet))
+        info = dict(extra, train_predictions="out-of-fold", train_folds=n_folds,
+                    fold_checkpoints=[str(_checkpoint_dir(_fold_config(cfg, k)) / "best.pt")
+                                      for k in range(n_folds)])
+        return [_merge_stores([p[i] for p in parts], out_dir / parts[0][i].name, info)
+                for i in range(len(parts[0]))]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _merge_stores(parts: list[Path], out: Path, extra: dict) -> Path:
+    """Concatenate the rows of stores of one model, split and crop into ``out`` (atomic)."""
+    from predictions.store import StoreWriter, open_store
+
+    readers = [open_store(p) for p in parts]
+    try:
+        meta = readers[0].meta
+        ids = np.concatenate([r.ids for r in readers])
+        with StoreWriter(out, ids=ids, num_classes=meta.num_classes, k=meta.k, model=meta.model,
+                         split=meta.split, crop=meta.crop, config=meta.config, extra=extra) as writer:
+            for r in readers:
+                writer.write(r.read())
+    finally:
+        for r in readers:
+            r.close()
+    return out
 
 
 def _frame_labels(cfg: JobConfig, ids: np.ndarray) -> Labels:
@@ -381,8 +493,12 @@ def _predict_split(cfg: JobConfig, model, split: str, ids: np.ndarray, X: np.nda
                                       amp=cfg.train.amp, progress=not quiet, total=len(ids)):
                 writers[0].write(Predictions.from_dense(bid, probs, k=k))
         else:
+            from .crops import crop_mean
+
+            # Zou's rule (each crop's top-k only) once the lead adds ``[predict] crop_top_k``; 0 = plain mean
+            top = getattr(cfg.predict, "crop_top_k", 0)
             for bid, per_crop in _frame_predictions(cfg, model, split, ids, n_crops, quiet):
-                for w, probs in zip(writers, per_crop + ([np.mean(per_crop, axis=0)] if n_crops > 1 else [])):
+                for w, probs in zip(writers, per_crop + ([crop_mean(per_crop, top)] if n_crops > 1 else [])):
                     w.write(Predictions.from_dense(bid, probs, k=k))
     return paths
 
@@ -390,14 +506,20 @@ def _predict_split(cfg: JobConfig, model, split: str, ids: np.ndarray, X: np.nda
 def _frame_predictions(cfg: JobConfig, model, split: str, ids: np.ndarray, n_crops: int, quiet: bool):
     """Yield ``(ids, [probs of crop 0, ..., crop N-1])`` per batch, rows in the order of ``ids``.
 
-    Reads with one process (the store writer needs rows in a known order).
+    Each crop's frames come from the job's :class:`~producers.crops.FrameSelection`
+    (``frames = "crop"``: Zou's inference crops; "all" and "sample" have one
+    crop). Reads with one process (the store writer needs rows in a known order).
     """
     from torch.utils.data import DataLoader
 
-    from .crops import inference_crop
+    from .crops import FrameSelection
     from .datasets import FrameShards, _identity, collate_frames
     from .train import predict
 
+    frames = FrameSelection(cfg.train.frames, cfg.train.num_frames)
+    if n_crops > frames.max_crops:
+        raise InputError(f"{n_crops} prediction crops need [train] frames = 'crop' (frames = "
+                         f"{frames.mode!r} predicts from one set of frames)", cfg.path)
     patterns = cfg.data.test if split == "test" else cfg.data.train
     shards = FrameShards(patterns, cfg.data.num_classes, crop=None, ids=ids)
     loader = DataLoader(shards, batch_size=cfg.train.batch_size, collate_fn=_identity)
@@ -412,7 +534,7 @@ def _frame_predictions(cfg: JobConfig, model, split: str, ids: np.ndarray, n_cro
             bar.update(len(items))
         per_crop = []
         for c in range(n_crops):
-            cropped = [(i, f[inference_crop(len(f), c)] if len(f) else f, np.zeros(0, np.int64))
+            cropped = [(i, f[frames.predict(len(f), c)] if len(f) else f, np.zeros(0, np.int64))
                        for i, f, _ in items]
             (_, probs), = predict(model, [collate_frames(cropped, C)], cfg.train.device, amp=cfg.train.amp)
             per_crop.append(probs)

@@ -99,13 +99,30 @@ def bce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="sum") / max(z.shape[0], 1)
 
 
-def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def distillation_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """``(1 - alpha) BCE(z, y) + alpha T^2 BCE(z / T, sigmoid(logit(teacher) / T))``, each summed over classes.
+
+    ``teacher`` (B, C) soft targets (probabilities); with ``T = 1`` the soft
+    term is the BCE against the teacher's probabilities themselves (Hinton et
+    al.'s distillation with per-class sigmoids).
+    """
+    hard = bce_loss(logits, y) if alpha < 1 else logits.new_zeros(())
+    q = teacher.float()
+    if temperature != 1.0:
+        q = torch.sigmoid(torch.logit(q.clamp(1e-7, 1 - 1e-7)) / temperature)
+    soft = bce_loss(logits.float() / temperature, q) * temperature ** 2
+    return (1.0 - alpha) * hard + alpha * soft
+
+
+def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(x, y, lengths, teacher) of a batch."""
     if isinstance(batch, Batch):
-        return batch.x, batch.y, batch.lengths
+        return batch.x, batch.y, batch.lengths, batch.teacher
     if len(batch) == 2:
-        return batch[0], batch[1], None
+        return batch[0], batch[1], None, None
     if len(batch) == 3:
-        return batch[0], batch[2], batch[1]  # (x, lengths, y)
+        return batch[0], batch[2], batch[1], None  # (x, lengths, y)
     raise InputError(f"a training batch must be a Batch, (x, y) or (x, lengths, y); got {len(batch)} items")
 
 
@@ -345,7 +362,8 @@ def _smoothing_target(prior, num_classes: int, eps: float, device) -> torch.Tens
 def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | None = None, *,
         device: str | torch.device = "auto", amp: bool = False, checkpoint_dir=None, seed: int | None = 0,
         progress: bool = False, dev_batch_size: int = 1024, log: Callable[[str], None] | None = None,
-        train_size: int | None = None, label_prior=None, **options) -> History:
+        train_size: int | None = None, label_prior=None, distill: tuple[float, float] | None = None,
+        **options) -> History:
     """Train ``model`` in place and return its :class:`History`; the model ends with the best weights.
 
     Parameters
@@ -369,6 +387,8 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | Non
     progress : tqdm bar per epoch with videos/s and ETA; log : called with one
         line per epoch. train_size : videos per epoch (bar's ETA, cosine schedule).
     label_prior : (C,) class frequencies, the target of ``label_smoothing``.
+    distill : ``(alpha, temperature)``: batches carry ``teacher`` soft targets
+        and the loss is :func:`distillation_loss` (see ``produce distill``).
 
     The loss is the binary cross-entropy of the logits, summed over classes and
     averaged over the batch.
@@ -441,7 +461,7 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | Non
         total_loss, n_seen = 0.0, 0
         bar = _bar(progress, train_size, f"epoch {epoch + 1}/{recipe.epochs}")
         for batch in distributed.lockstep(train_loader, ddp):
-            x, y, lengths = _unpack(batch)
+            x, y, lengths, teacher = _unpack(batch)
             x, y = x.to(dev_device, non_blocking=True), y.to(dev_device, non_blocking=True)
             lengths = None if lengths is None else lengths.to(dev_device)
             if smooth is None and recipe.label_smoothing > 0:
@@ -455,7 +475,12 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | Non
                 z = net(x, lengths) if lengths is not None else net(x)
                 aux_fn = getattr(model, "auxiliary_loss", None)
                 aux = aux_fn(y) if aux_fn is not None else None
-            loss = bce_loss(z, target)
+            if distill is not None:
+                if teacher is None:
+                    raise InputError("distillation needs batches with teacher targets")
+                loss = distillation_loss(z, target, teacher.to(dev_device, non_blocking=True), *distill)
+            else:
+                loss = bce_loss(z, target)
             if aux is not None:
                 loss = loss + aux.float()
             if not torch.isfinite(loss):

@@ -40,6 +40,15 @@ TIMES="$RUN/timings.tsv"
 now() { date +%s.%N; }
 elapsed() { python -c "print(f'{$2 - $1:.1f}')"; }
 
+# The plain-MLP reference (scripts/plain_mlp.py: 15 lines of torch, none of the producers' recipe),
+# trained on the same videos in the same run: every producer is measured against it.
+if [ ! -f "$RUN/plain_mlp.json" ]; then
+  echo "=== plain MLP reference ($(date +%T))"
+  t0=$(now)
+  python scripts/plain_mlp.py "$DATA/yt8m2018-video-validate/validate*.tfrecord" --out "$RUN/plain_mlp.json"
+  printf 'train\tplain_mlp\t%s\tok\n' "$(elapsed "$t0" "$(now)")" >> "$TIMES"
+fi
+
 PRODUCERS=(lr moe moe4 mlp mlp_cg residualcnn hmoe chain lstm_translator)
 MEMBERS=()
 for name in "${PRODUCERS[@]}"; do

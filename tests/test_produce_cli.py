@@ -56,7 +56,10 @@ def test_config_float_option_accepts_int_and_frame_batch_default(tmp_path):
     ("[bogus]\nx = 1\n", r"unknown section\(s\) \[bogus\]"),
     ("[output]\nname = '../escape'\n", "must match"),
     ("[predict]\ncrops = 3\n", "frame-level models only"),
-    ("[predict]\nsplits = ['heldout', 'train']\n", "splits must be"),
+    ("[predict]\nsplits = ['heldout', 'dev']\n", "splits must be"),
+    ("[predict]\ntrain_folds = 1\n", "train_folds must be"),
+    ("[distill]\nalpha = 0.5\n", "missing the required option 'teacher'"),
+    ("[distill]\nteacher = 't.h5'\nalpha = 2\n", "alpha must be in"),
     ("[split]\ndev_fraction = 1.5\n", "dev_fraction"),
 ])
 def test_config_validation_errors(tmp_path, extra, message):
