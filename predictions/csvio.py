@@ -16,9 +16,15 @@ Formats
   ``,VideoId,True labels,Pred labels,Confidence``; true labels printed as a
   numpy int array (``[ 89 201]``), predictions and confidences as Python lists.
   Parsed with strict regular expressions, never ``eval``.
+* **Truth CSV** (``read_truth_csv``): ``VideoId,Labels`` with space-separated
+  true label ids (possibly none), read as :class:`~predictions.types.Labels`.
+
+``read_predictions_csv`` reads a submission or a rank CSV, told apart by the header.
 
 Reading rules shared by all readers: UTF-8, an optional BOM, LF or CRLF line
-ends, blank lines ignored. Rows become the top-k layout with
+ends, blank lines ignored. The ``VideoId,<numbers>`` files are read block by
+block with the vectorised engine of :mod:`predictions.csvscan` (no Python loop
+per row; bounded memory besides the result). Rows become the top-k layout with
 ``k = max labels per row`` (or the ``k`` asked for: longer rows are cut, all
 rows padded). Each row is re-sorted by descending score with a stable sort, so
 equal scores keep the file's order (the producer's ranking). **Padding**: a
@@ -205,6 +211,11 @@ def _numbers_of(path, block: Block, sc, starts, ends, integer: bool) -> np.ndarr
 
 def _check_entries(path, line_no, counts, labels, scores, num_classes: int) -> None:
     """Label ids in ``[0, num_classes)`` and scores in [0, 1] (not NaN); InputError naming the line."""
+    if not len(labels):
+        return
+    ok = labels.min() >= 0 and labels.max() < num_classes
+    if ok and (scores is None or (scores.min() >= 0 and scores.max() <= 1)):  # NaN fails: min/max give NaN
+        return
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
         j = int(np.argmax(bad))
@@ -258,7 +269,8 @@ def _block_rows(path, block: Block, pairs: bool, num_classes: int):
     else:
         labels = _numbers_of(path, block, sc, vs, ve, True)
     _check_entries(path, line_no, counts, labels, scores, num_classes)
-    return ids, line_no, counts, labels.astype(np.int32), None if scores is None else scores.astype(np.float32)
+    return (ids, line_no, counts, labels.astype(np.int32, copy=False),
+            None if scores is None else scores.astype(np.float32))
 
 
 def _read_rows(path, header: str, pairs: bool, num_classes: int) -> _Rows:
