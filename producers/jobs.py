@@ -164,7 +164,24 @@ def _fold_config(cfg: JobConfig, k: int) -> JobConfig:
 
 
 def _train_one(cfg: JobConfig, *, restart: bool, quiet: bool):
-    """One model's training (the job's own or a fold's); see :func:`train_job`."""
+    """One model's training (the job's own or a fold's); see :func:`train_job`.
+
+    A run that fails before its first checkpoint leaves no job directory behind
+    if it created it (nothing to resume; no stray config.json or train.log).
+    """
+    from .train import latest_checkpoint, resolve_device
+
+    resolve_device(cfg.train.device)  # a device this machine lacks: one line, before any file is written
+    fresh = not cfg.job_dir.exists()
+    try:
+        return _train_steps(cfg, restart=restart, quiet=quiet)
+    except BaseException:
+        if fresh and cfg.job_dir.exists() and latest_checkpoint(_checkpoint_dir(cfg)) is None:
+            shutil.rmtree(cfg.job_dir, ignore_errors=True)
+        raise
+
+
+def _train_steps(cfg: JobConfig, *, restart: bool, quiet: bool):
     from predictions.split import dev_mask
 
     from . import distributed

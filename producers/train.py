@@ -84,13 +84,26 @@ class History:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; anything else as given."""
+    """``"auto"`` -> CUDA if available else CPU; anything else as given, if this machine has it.
+
+    InputError for a device this machine lacks (``"cuda"`` without CUDA,
+    ``"cuda:7"`` with fewer GPUs, ``"mps"`` off Apple silicon).
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise InputError(f"bad device {device!r}: {err}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise InputError(f"device {str(device)!r}: this machine has no CUDA GPU; use device = \"auto\" or \"cpu\"")
+        if dev.index is not None and dev.index >= n:
+            raise InputError(f"device {str(device)!r}: this machine has {n} CUDA GPU(s) (cuda:0..cuda:{n - 1})")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"device {str(device)!r}: MPS is not available on this machine")
+    return dev
 
 
 def bce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -268,3 +268,19 @@ def test_search_trains_trials_picks_best_dev_and_predict_uses_it(tmp_path, capsy
     assert main(["predict", str(cfg), "--quiet"]) == 0  # builds the best trial's 48-wide model
     with open_store(tmp_path / "runs" / "predictions" / "mlp.heldout.full.h5") as s:
         assert s.meta.config["model"]["hparams"]["hidden_dim"] == 48 and len(s) == 40
+
+
+def test_missing_device_and_failed_run_leave_nothing(tmp_path, capsys):
+    """device = "cuda:7" on this machine, and a run whose data is missing: one line each, no files left."""
+    if torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(MINIMAL + '[train]\ndevice = "cuda:7"\n', encoding="utf-8")
+    assert main(["train", str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cuda:7" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+    cfg.write_text(MINIMAL, encoding="utf-8")  # valid config, but no shards match data/video/train-*
+    assert main(["train", str(cfg), "--quiet"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "runs" / "mlp").exists()  # no stray config.json / train.log
