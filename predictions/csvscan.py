@@ -281,7 +281,7 @@ _DOTS = _U(0x2E2E2E2E2E2E2E2E)    # "........"
 _NIBBLE = _U(0xF0F0F0F0F0F0F0F0)
 _SIXES = _U(0x0606060606060606)
 _P10 = 10 ** np.arange(17, dtype=np.uint64)
-_P10F = 10.0 ** np.arange(17)
+_P10F = 10.0 ** np.arange(23)         # exact in float64 up to 10**22
 _EXACT = _U(1 << 53)               # mantissas below this are exact in float64
 
 
@@ -297,6 +297,12 @@ def _eight_digits(d: np.ndarray) -> np.ndarray:
             (((d >> _U(16)) & _U(0x000000FF000000FF)) * _U(1 + (10000 << 32)))) >> _U(32)
 
 
+def _first_byte(x: np.ndarray) -> np.ndarray:
+    """Index (0..7) of the lowest zero byte of each word; 8 when none (exact for the lowest)."""
+    z = (x - _ONES) & ~x & _HIGH
+    return (np.bitwise_count((z & (_U(0) - z)) - _U(1)) >> 3).astype(_U)
+
+
 def _digits(w: np.ndarray, n: np.ndarray, dot: bool):
     """Parse the first ``n`` (1..8) bytes of each word as digits with, if ``dot``, at most one '.'.
 
@@ -305,9 +311,7 @@ def _digits(w: np.ndarray, n: np.ndarray, dot: bool):
     there is a dot, and whether every byte is a digit (or that one dot).
     """
     if dot:
-        x = w ^ _DOTS
-        z = (x - _ONES) & ~x & _HIGH                      # 0x80 in the lowest '.' byte (exact for the lowest)
-        p = (np.bitwise_count((z & (_U(0) - z)) - _U(1)) >> 3).astype(_U)  # its index; 8 when none
+        p = _first_byte(w ^ _DOTS)                        # index of the first '.'; 8 when none
         has_dot = p < n
         low = (_U(1) << (p << _U(3))) - _U(1)             # bytes before the dot (all when none)
         w = (w & low) | ((w >> _U(8)) & ~low)             # drop the dot byte
@@ -346,25 +350,67 @@ def _fixed_decimals(buf: bytes, starts: np.ndarray, length: np.ndarray):
     return _eight_digits(d).astype(np.float64) / _P10F[size - 1 - dot], ok
 
 
-def _any_decimals(buf: bytes, starts: np.ndarray, ends: np.ndarray, length: np.ndarray, integer: bool):
-    """Tokens of up to 16 bytes: head (<= 8 bytes) and, for longer ones, their last 8 bytes."""
+def _mantissas(buf: bytes, starts: np.ndarray, length: np.ndarray, dot: bool):
+    """Digits of tokens of up to 16 bytes. Returns ``(m, f, nd, ok)`` as :func:`_digits` (``ok`` False beyond 16).
+
+    A token is read as its last ``min(length, 8)`` bytes (one word) and, when longer, the bytes before
+    them (a second word): no per-subset indexing, which costs more than the second word.
+    """
     words = _words(buf)
     length = length.astype(_U)
-    long = np.flatnonzero(length > 8) if length.max() > 8 else np.zeros(0, np.intp)
-    head = length.copy()
-    head[long] -= _U(8)
-    m, nd, f, has_dot, ok = _digits(words[starts], np.minimum(head, _U(8)), not integer)
-    if len(long):
-        mt, ndt, ft, dott, okt = _digits(words[ends[long] - 8], np.full(len(long), _U(8)), not integer)
-        ok[long] &= okt & ~(has_dot[long] & dott) & (length[long] <= 16)
-        if not integer:
-            f[long] = np.where(dott, ft, f[long] + ndt * has_dot[long])
-        m[long] = m[long] * _P10[np.minimum(ndt, _U(16))] + mt
-        nd[long] += ndt
+    if not len(length) or length.max() <= 8:
+        m, nd, f, _, ok = _digits(words[starts], length, dot)
+        return m, f, nd, ok
+    tail_n = np.minimum(length, _U(8))
+    head_n = length - tail_n
+    mt, ndt, ft, dott, okt = _digits(words[starts + head_n.astype(np.int64)], tail_n, dot)
+    mh, ndh, fh, doth, okh = _digits(words[starts], np.minimum(head_n, _U(8)), dot)
+    ok = okt & okh & ~(doth & dott) & (length <= 16)
+    f = np.where(dott, ft, fh + ndt * doth) if dot else ft
+    return mh * _P10[np.minimum(ndt, _U(16))] + mt, f, ndh + ndt, ok
+
+
+def _any_decimals(buf: bytes, starts: np.ndarray, length: np.ndarray, integer: bool):
+    """Plain decimals (or integers) of up to 16 bytes, any shape."""
+    m, f, nd, ok = _mantissas(buf, starts, length, not integer)
     if integer:
         return m.view(np.int64), ok
     ok &= (nd >= 1) & (m < _EXACT)
     return m.astype(np.float64) / _P10F[f.astype(np.intp)], ok
+
+
+_LOWER = _U(0x2020202020202020)
+_ES = _U(0x6565656565656565)       # "eeeeeeee"
+
+
+def _exponent_decimals(buf: bytes, starts: np.ndarray, ends: np.ndarray):
+    """Floats with an exponent (``%g`` writes ``1.23457e-05``): a decimal of <= 16 bytes, ``e``/``E``, an
+    optional sign and 1..4 digits.
+
+    Exact like the rest (Clinger's fast path): a mantissa below 2**53 times or divided by a power of ten
+    up to 10**22 is one correctly rounded operation. Returns ``(values, ok)``.
+    """
+    words = _words(buf)
+    length = (ends - starts).astype(_U)
+    pe = _first_byte((words[starts] | _LOWER) ^ _ES)       # 'E' | 0x20 == 'e'; digits, '.', '+', '-' keep
+    second = pe == 8
+    pe[second] += _first_byte((words[starts[second] + 8] | _LOWER) ^ _ES)
+    ok = (pe < length) & (pe < 16)                          # 16: no 'e' in the first 16 bytes
+    pe = np.minimum(pe, length)
+    m, f, nd, okm = _mantissas(buf, starts, pe, True)
+    ok &= okm & (nd >= 1) & (m < _EXACT)
+    es = starts + pe.astype(np.int64) + 1                   # after the 'e'
+    sign = np.frombuffer(buf, np.uint8)[np.minimum(es, len(buf) - 1)]
+    neg = sign == 0x2D
+    es += neg | (sign == 0x2B)
+    el = ends - es
+    ok &= (el >= 1) & (el <= 4)
+    e, oke = _short_ints(buf, es, np.clip(el, 1, 4))
+    power = np.where(neg, -e.astype(np.int64), e.astype(np.int64)) - f.astype(np.int64)
+    ok &= oke & (np.abs(power) <= 22)
+    p10 = _P10F[np.minimum(np.abs(power), 22)]
+    mf = m.astype(np.float64)
+    return np.where(power >= 0, mf * p10, mf / p10), ok
 
 
 def parse_numbers(buf: bytes, starts: np.ndarray, ends: np.ndarray, integer: bool):
@@ -387,11 +433,18 @@ def parse_numbers(buf: bytes, starts: np.ndarray, ends: np.ndarray, integer: boo
     elif not integer and (fixed := _fixed_decimals(buf, starts, length)) is not None:
         values, ok = fixed
     else:
-        values, ok = _any_decimals(buf, starts.ravel(), ends.ravel(), length.ravel(), integer)
+        values, ok = _any_decimals(buf, starts.ravel(), length.ravel(), integer)
     values, ok = values.ravel(), ok.ravel()
     if ok.all():
         return values, -1
     starts, ends = starts.ravel(), ends.ravel()
+    if not integer:                          # exponents, still vectorised, for the tokens left
+        rest = np.flatnonzero(~ok)
+        v, good = _exponent_decimals(buf, starts[rest], ends[rest])
+        values[rest[good]] = v[good]
+        ok[rest[good]] = True
+        if ok.all():
+            return values, -1
     kind = int if integer else float
     for i in np.flatnonzero(~ok).tolist():   # only tokens the fast paths do not cover
         token = buf[starts[i]:ends[i]]
