@@ -125,6 +125,17 @@ def write_split(dirpath: Path, split: str, n: int, n_members: int, seed: int, cs
             write_submission(dirpath / "csv" / f"m{j:02d}.{split}.csv", m, top=K_TOP)
 
 
+def write_starter_csv(store: Path, out: Path) -> None:
+    """The member as the YouTube-8M starter code's inference.py writes it: ``"%i %g"`` pairs (not timed)."""
+    from predictions.store import read_store
+
+    p = read_store(store)
+    with open(out, "w") as fh:
+        fh.write("VideoId,LabelConfidencePairs\n")
+        for vid, lab, sc in zip(p.ids.tolist(), p.indices.tolist(), p.scores.tolist()):
+            fh.write(vid + "," + " ".join("%i %g" % (l, s) for l, s in zip(lab, sc)) + "\n")
+
+
 def prepare(name: str, S: dict, data: Path) -> None:
     """Generate (once) the on-disk inputs of figure ``name``."""
     def once(tag: str, fn):
@@ -143,8 +154,9 @@ def prepare(name: str, S: dict, data: Path) -> None:
         kmax = max(S["ens_k"])
         once("ens", lambda d: (write_split(d, "heldout", S["ens_fit"], kmax, 1),
                                write_split(d, "test", S["ens_n"], kmax, 2, csv_members=kmax)))
-    if name == "csv":  # K Kaggle CSVs of one test split (their stores too, unused by the csv rows)
-        once("csv", lambda d: write_split(d, "test", S["csv_n"], S["csv_k"], 5, csv_members=S["csv_k"]))
+    if name == "csv":  # K Kaggle CSVs of one test split (their stores too), and m00 as the starter code writes it
+        once("csv", lambda d: (write_split(d, "test", S["csv_n"], S["csv_k"], 5, csv_members=S["csv_k"]),
+                               write_starter_csv(d / "stores" / "m00.test.full.h5", d / "csv" / "m00.test.g.csv")))
     if name == "bounded":
         for n in S["bounded_n"]:
             once(f"bounded{n}", lambda d: (write_split(d, "heldout", S["bounded_fit"], S["bounded_k"], 3),
@@ -388,8 +400,11 @@ def case_bounded(S, data, n):
     return {"n": n, "seconds": t_ours, "peak": peak, "load": loadavg()}
 
 
-def case_csv_import(S, data):
-    """One top-20 Kaggle CSV: csvio's reader vs pandas.read_csv of the same file (just reading it)."""
+def case_csv_import(S, data, fmt):
+    """One top-20 Kaggle CSV: csvio's reader vs pandas.read_csv of the same file (just reading it).
+
+    ``fmt``: ``f6`` as ``write_submission`` writes it (``%.6f``), ``g`` as the starter code does (``%g``).
+    """
     import tempfile
 
     import pandas as pd
@@ -397,7 +412,7 @@ def case_csv_import(S, data):
     from predictions.csvio import read_submission
     from predictions.store import write_store
 
-    csv = data / "csv" / "csv" / "m00.test.csv"
+    csv = data / "csv" / "csv" / ("m00.test.csv" if fmt == "f6" else "m00.test.g.csv")
     t_base, _ = timed(lambda: pd.read_csv(csv), max_repeat=5)
     t_ours, p = timed(lambda: read_submission(csv, C), max_repeat=5)
     peak = maxrss_mib()
@@ -410,8 +425,9 @@ def case_csv_import(S, data):
     ids, lab, sc = pandas_read_csv(csv)
     same = np.array_equal(ids.astype(str), p.ids) and np.array_equal(lab, p.indices)
     dmax = float(np.abs(sc - p.scores).max()) if sc.size else 0.0
-    return row("6 csv", f"import one CSV, N={len(p)} top-20 ({csv.stat().st_size / 2 ** 20:.0f} MiB)", t_ours, t_base,
-               ours_peak=peak, base_label="pandas.read_csv of the same file (just reading it)",
+    style = "%.6f, as write_submission" if fmt == "f6" else "%g, as the starter code"
+    return row("6 csv", f"import one CSV, N={len(p)} top-20 ({style}; {csv.stat().st_size / 2 ** 20:.0f} MiB)",
+               t_ours, t_base, ours_peak=peak, base_label="pandas.read_csv of the same file (just reading it)",
                check=(f"{'same labels' if same else 'DIFFERENT labels'} as pandas+split, |d score| <= {dmax:.0e}; "
                       f"ours = {t_ours / t_base:.1f}x read_csv (target <= 2x)"),
                note=f"ours: csvio.read_submission (parsed, checked, Predictions); with write_store, as "
@@ -477,7 +493,7 @@ def run_case(spec: str, S: dict, data: Path) -> dict:
     if name == "bounded":
         return case_bounded(S, data, int(arg))
     if name == "csv_import":
-        return case_csv_import(S, data)
+        return case_csv_import(S, data, arg)
     if name == "csv_submission":
         return case_csv_submission(S, data, int(arg))
     raise SystemExit(f"unknown case {spec}")
@@ -495,7 +511,7 @@ def cases_of(fig: str, S: dict) -> list[str]:
     if fig == "bounded":
         return [f"bounded:{n}" for n in S["bounded_n"]]
     if fig == "csv":
-        return ["csv_import", f"csv_submission:{S['csv_k']}"]
+        return ["csv_import:f6", "csv_import:g", f"csv_submission:{S['csv_k']}"]
     raise SystemExit(f"unknown figure {fig}")
 
 

@@ -74,10 +74,12 @@ def test_quick_csv_rows(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
-    assert [r["figure"] for r in rows] == ["6 csv", "6 csv"], rows
-    imp, sub = rows
-    assert imp["ours_s"] > 0 and imp["base_s"] > 0 and imp["check"].startswith("same labels")
+    assert [r["figure"] for r in rows] == ["6 csv"] * 3, rows
+    imp, imp_g, sub = rows
+    for r in (imp, imp_g):
+        assert r["ours_s"] > 0 and r["base_s"] > 0 and r["check"].startswith("same labels")
     assert "|d score| <= 0e+00" in imp["check"]      # 6 printed decimals read back to the same float32
+    assert "%g" in imp_g["case"]
     assert sub["ours_s"] > 0 and sub["base_s"] > 0 and sub["ratio"] > 1   # faster than the pandas pipeline
     agree = float(sub["check"].split(" on ")[1].split()[0])
     assert agree >= 0.999

@@ -224,16 +224,19 @@ def _parse_all(tokens, integer):
 
 @pytest.mark.parametrize("kind", [int, float])
 def test_parse_numbers_equals_python(kind):
-    """Every fast path (4-byte ints, one-shape decimals, any decimal <= 16 bytes) and the fallback."""
+    """Every fast path (4-byte ints, one-shape decimals, any decimal <= 16 bytes, exponents) and the fallback."""
     rng = np.random.default_rng(7)
     short = [str(x) for x in rng.integers(0, 10000, 500)]                       # labels: 4-byte words
     fixed = ["%.6f" % x for x in rng.random(500)]                                # one shape: 0.dddddd
     mixed = (["%g" % x for x in rng.random(300) * 10.0 ** rng.integers(-9, 4, 300)] +
              ["%.*f" % (int(p), x) for p, x in zip(rng.integers(0, 15, 300), rng.random(300) * 1000)] +
              [str(x) for x in rng.integers(0, 10 ** 15, 100)] + ["9" * 16, "9" * 17, "1" + "0" * 19])
+    expo = (["%g" % x for x in rng.random(300) * 10.0 ** rng.integers(-30, -4, 300)] +   # 1.23457e-05
+            ["%.3E" % x for x in rng.random(200) * 10.0 ** rng.integers(-25, 25, 200)] +  # 4.560E+12
+            ["%.15e" % x for x in rng.random(100)] + ["1e0005", "1e", "e5", ".e1", "1e-400", "5e+22", "9" * 16 + "e-1"])
     odd = ["nan", "-1", "+3", "1e5", ".", ".5", "5.", "1_0", "inf", "0x1", "1.2.3", "..", "00000000000000001.5",
            "0.0000000000000001", "\u0661".encode().decode(), "12a", "a12", "1,"[:1]]
-    for tokens in (short, fixed, mixed, short + odd, fixed + odd, mixed + odd):
+    for tokens in (short, fixed, mixed, expo, short + odd, fixed + odd, mixed + odd, expo + odd):
         expect = _python_numbers(tokens, kind)
         first_bad = next((i for i, e in enumerate(expect) if e is None), -1)
         values, bad = _parse_all(tokens, kind is int)
