@@ -14,11 +14,12 @@ scanned with numpy over its bytes:
 word): the 8 bytes at a token's start are gathered as one ``uint64`` and its
 digits combined with three multiplications. Plain decimals of at most 16
 characters (``123``, ``0.940202``, ``.5``, ``7.``; up to 15 significant digits
-for floats) are parsed this way, exactly (``mantissa / 10**f`` with both exact
-in float64 is the correctly rounded value, as ``float()`` gives). Every other
-token (a sign, an exponent, ``nan``, a longer one, non-ASCII) is handed to
-Python's ``int``/``float`` on its bytes, so the accepted syntax is exactly
-Python's, as it was before this module existed.
+for floats) and the same with an exponent (``1.23457e-05``, as ``%g`` writes)
+are parsed this way, exactly: a mantissa below 2**53 divided or multiplied by
+an exact power of ten (up to 10**22) is one correctly rounded operation, the
+value ``float()`` gives. Every other token (a sign, ``nan``, a longer one,
+non-ASCII) is handed to Python's ``int``/``float`` on its bytes, so the
+accepted syntax is exactly Python's, as it was before this module existed.
 """
 from __future__ import annotations
 
@@ -304,7 +305,7 @@ def _first_byte(x: np.ndarray) -> np.ndarray:
 
 
 def _digits(w: np.ndarray, n: np.ndarray, dot: bool):
-    """Parse the first ``n`` (1..8) bytes of each word as digits with, if ``dot``, at most one '.'.
+    """Parse the first ``n`` (0..8) bytes of each word as digits with, if ``dot``, at most one '.'.
 
     Returns ``(m, nd, f, has_dot, ok)``: the value of the digits (the dot
     removed), their count, the digits after the dot (0 without one), whether
@@ -422,12 +423,13 @@ def parse_numbers(buf: bytes, starts: np.ndarray, ends: np.ndarray, integer: boo
     bytes after the last token (see :class:`Block`). Returns ``(values, bad)``,
     values 1-D: ``bad`` is the index of the first token that Python's
     ``int``/``float`` rejects (for ``int``: also one outside int64), or -1;
-    values of bad tokens are undefined.
+    values of bad tokens are undefined. Paths, in order: 4-byte integers,
+    decimals of one shape, any decimal, then (floats) exponents for the tokens
+    left, then Python for the rest.
     """
     if starts.size == 0:
         return np.zeros(0, np.int64 if integer else np.float64), -1
     length = ends - starts
-    fixed = None
     if integer and length.max() <= 4:
         values, ok = _short_ints(buf, starts, length)
     elif not integer and (fixed := _fixed_decimals(buf, starts, length)) is not None:
