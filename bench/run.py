@@ -413,15 +413,22 @@ def case_csv_import(S, data, fmt):
     from predictions.store import write_store
 
     csv = data / "csv" / "csv" / ("m00.test.csv" if fmt == "f6" else "m00.test.g.csv")
-    t_base, _ = timed(lambda: pd.read_csv(csv), max_repeat=5)
-    t_ours, p = timed(lambda: read_submission(csv, C), max_repeat=5)
+    # interleaved, best of 7 each, wall and CPU time: on a loaded machine the CPU-time ratio is the steadier
+    # (both are single-threaded)
+    best = {"ours": [1e9, 1e9], "base": [1e9, 1e9]}
+    for _ in range(7):
+        for who, fn in (("base", lambda: pd.read_csv(csv)), ("ours", lambda: read_submission(csv, C))):
+            t, c = time.perf_counter(), time.process_time()
+            out = fn()
+            best[who] = [min(best[who][0], time.perf_counter() - t), min(best[who][1], time.process_time() - c)]
+            if who == "ours":
+                p = out
+    (t_ours, c_ours), (t_base, c_base) = best["ours"], best["base"]
     peak = maxrss_mib()
     with tempfile.TemporaryDirectory(dir=data) as tmp:
         def import_():  # what `ensemble import` does: read, then write a store
             return write_store(Path(tmp) / "m00.test.full.h5", read_submission(csv, C), model="m00", split="test")
         t_import, _ = timed(import_, max_repeat=5)
-    t_base2, _ = timed(lambda: pd.read_csv(csv), max_repeat=5)   # again, after ours: the load moves
-    t_base = min(t_base, t_base2)
     ids, lab, sc = pandas_read_csv(csv)
     same = np.array_equal(ids.astype(str), p.ids) and np.array_equal(lab, p.indices)
     dmax = float(np.abs(sc - p.scores).max()) if sc.size else 0.0
@@ -429,7 +436,8 @@ def case_csv_import(S, data, fmt):
     return row("6 csv", f"import one CSV, N={len(p)} top-20 ({style}; {csv.stat().st_size / 2 ** 20:.0f} MiB)",
                t_ours, t_base, ours_peak=peak, base_label="pandas.read_csv of the same file (just reading it)",
                check=(f"{'same labels' if same else 'DIFFERENT labels'} as pandas+split, |d score| <= {dmax:.0e}; "
-                      f"ours = {t_ours / t_base:.1f}x read_csv (target <= 2x)"),
+                      f"ours = {t_ours / t_base:.1f}x read_csv wall, {c_ours / c_base:.1f}x CPU "
+                      f"({c_ours * 1e3:.0f} vs {c_base * 1e3:.0f} ms; target <= 2x)"),
                note=f"ours: csvio.read_submission (parsed, checked, Predictions); with write_store, as "
                     f"`ensemble import`: {t_import:.3f}s = {t_import / t_base:.1f}x read_csv")
 
