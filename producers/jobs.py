@@ -512,8 +512,7 @@ def _predict_split(cfg: JobConfig, model, split: str, ids: np.ndarray, X: np.nda
         else:
             from .crops import crop_mean
 
-            # Zou's rule (each crop's top-k only) once the lead adds ``[predict] crop_top_k``; 0 = plain mean
-            top = getattr(cfg.predict, "crop_top_k", 0)
+            top = cfg.predict.crop_top_k  # > 0: Zou's rule (each crop's top k only); 0: plain mean
             for bid, per_crop in _frame_predictions(cfg, model, split, ids, n_crops, quiet):
                 for w, probs in zip(writers, per_crop + ([crop_mean(per_crop, top)] if n_crops > 1 else [])):
                     w.write(Predictions.from_dense(bid, probs, k=k))
