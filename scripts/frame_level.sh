@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Frame-level producers on generated frame-level data, with and without multi-crop averaging.
+# Every frame-level producer on generated frame-level data: Zou's crops (1 vs 5 test-time crops) and all frames.
 #
 #   bash scripts/frame_level.sh [RUN_DIR]        (default /work/frame-run, outside the repo)
 #
-# Generates VIDEOS labelled frame-level videos (env, default 3000; no test split), trains and
-# predicts every configs/frame/<model>.toml one at a time (5 inference crops + their mean on the
-# heldout and eval splits), scores each model on eval with every crop alone (--fold-crops none)
-# and with the crops averaged (--fold-crops mean), then builds a uniform ensemble of the frame
-# models (crops averaged) and scores it. Per-model JSON results and train times land in
-# RUN_DIR/results/. MODELS (env) picks a subset, e.g. MODELS="dbof lstm".
+# Generates VIDEOS labelled frame-level videos (env, default 2000; 60-300 frames each; no test split);
+# 600 are the eval split, the rest train (5% of them dev). For every configs/frame/<model>.toml (small
+# widths, 3 epochs; see docs/frame-models.md):
+#   * "<model>": trained on Zou's random 45-frame crops ([train] frames = "crop"), predicted with 5
+#     test-time crops, stored per crop and averaged;
+#   * "<model>-all" (VARIANTS contains "all"): the same job with frames = "all" (every frame, up to 300)
+#     in training and prediction.
+# Then scripts/frame_table.py writes RUN_DIR/results/table.md: train time and eval GAP@20 of crop 0,
+# the mean of 5 crops, the mean under Zou's top-20 rule, and all frames. MODELS (env) picks a subset,
+# e.g. MODELS="dbof netvlad"; VARIANTS="crop" skips the all-frames runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+T0=$(date +%s)
 REPO=$PWD
 RUN=${1:-/work/frame-run}
-VIDEOS=${VIDEOS:-3000}
-MODELS=${MODELS:-"dbof lstm three_point_attention bigru attention_lstm late_fusion"}
+VIDEOS=${VIDEOS:-2000}
+MODELS=${MODELS:-"frame_logistic dbof netvlad netrvlad netfv soft_dbof gated_dbof lstm bilstm bigru residual_lstm
+  stacked_bilstm_pool attention_bigru multi_attention split_attention maxpool_bilstm random_bilstm hier_bilstm
+  ln_lstm three_point_attention late_fusion"}
+VARIANTS=${VARIANTS:-"crop all"}
 bash scripts/setup.sh
 . .venv/bin/activate
 mkdir -p "$RUN"
@@ -25,28 +33,27 @@ if [ "$(cat "$RUN/data/.done" 2>/dev/null)" != "$VIDEOS" ]; then  # (re)generate
   produce generate "$RUN/data" --level frame --videos "$VIDEOS" --test-videos 0 --seed 0 --quiet
   echo "$VIDEOS" > "$RUN/data/.done"
 fi
-for model in $MODELS; do
-  cp "$REPO/configs/frame/$model.toml" "$RUN/configs/$model.toml"
-  cfg=$RUN/configs/$model.toml
+run_job() {  # run_job NAME CONFIG: train, predict, record the wall times
+  local name=$1 cfg=$2 t0 t1 t2
   t0=$(date +%s)
   produce train "$cfg" --restart --quiet
   t1=$(date +%s)
   produce predict "$cfg" --quiet
   t2=$(date +%s)
-  echo "{\"model\": \"$model\", \"train_s\": $((t1 - t0)), \"predict_s\": $((t2 - t1))}" > "$RUN/results/$model.time.json"
-  for fold in none mean; do
-    ensemble evaluate --members "$RUN/predictions/$model.*.h5" --labels "$RUN/labels" --split eval \
-      --fold-crops "$fold" --json > "$RUN/results/$model.$fold.json"
-  done
-  echo "$model: train $((t1 - t0)) s, predict $((t2 - t1)) s"
+  load=$(cut -d" " -f1 /proc/loadavg)
+  echo "{\"model\": \"$name\", \"train_s\": $((t1 - t0)), \"predict_s\": $((t2 - t1)), \"load\": $load}" \
+    > "$RUN/results/$name.time.json"
+  echo "$name: train $((t1 - t0)) s, predict $((t2 - t1)) s, load average $load"
+}
+for model in $MODELS; do
+  cfg=$RUN/configs/$model.toml
+  cp "$REPO/configs/frame/$model.toml" "$cfg"
+  if [[ " $VARIANTS " == *" crop "* ]]; then run_job "$model" "$cfg"; fi
+  if [[ " $VARIANTS " == *" all "* ]]; then
+    sed -e 's/^frames = "crop"/frames = "all"/' -e 's/^crops = 5/crops = 1/' \
+        -e "s/^run_dir = \"..\"/run_dir = \"..\"\nname = \"$model-all\"/" "$cfg" > "$RUN/configs/$model-all.toml"
+    run_job "$model-all" "$RUN/configs/$model-all.toml"
+  fi
 done
-members=()
-for model in $MODELS; do members+=("$RUN/predictions/$model.*.h5"); done
-ensemble build --weights uniform --members "${members[@]}" --labels "$RUN/labels" \
-  --out "$RUN/ensemble" --fold-crops mean --json > "$RUN/results/ens-uniform.build.json"
-ensemble evaluate --members "$RUN/ensemble/ens-uniform.eval.full.h5" --labels "$RUN/labels" --split eval \
-  --json > "$RUN/results/ens-uniform.json"
-ensemble evaluate --members "${members[@]}" --labels "$RUN/labels" --split eval --fold-crops none
-ensemble evaluate --members "${members[@]}" "$RUN/ensemble/ens-uniform.eval.full.h5" --labels "$RUN/labels" \
-  --split eval --fold-crops mean
-echo "done: results in $RUN/results"
+python scripts/frame_table.py "$RUN" $MODELS | tee "$RUN/results/table.md"
+echo "done in $(( $(date +%s) - T0 )) s (load average at the end: $(cut -d" " -f1-3 /proc/loadavg)): results in $RUN/results"
