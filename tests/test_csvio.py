@@ -129,7 +129,7 @@ def test_read_missing_and_binary_file(tmp_path):
 
 
 def test_read_rank_csv_scores(tmp_path):
-    path = write(tmp_path, "VideoId,Label\r\na,7 2 9\nb,4\n")
+    path = write(tmp_path, "\ufeffVideoId,Label\r\na,7 2 9\nb,4\n")
     pred = read_rank_csv(path, 10)
     # score = 1 / (rank + 1): 1, 1/2, 1/3; b padded with score 0 and unused labels 0, 1
     np.testing.assert_array_equal(pred.indices, [[7, 2, 9], [4, 0, 1]])
@@ -374,7 +374,7 @@ def test_scored_fast_path_equals_csv_module_path(tmp_path):
         c = rng.random(len(p))
         rows.append(f'{i},id{i},[{" ".join(map(str, t))}],"[{", ".join(map(str, p))}]",'
                     f'"[{", ".join(repr(float(x)) for x in c)}]"')
-    path = write(tmp_path, "\n".join(rows[:50]) + "\n\n" + "\r\n".join(rows[50:]) + "\n")
+    path = write(tmp_path, "\ufeff" + "\n".join(rows[:50]) + "\n\n" + "\r\n".join(rows[50:]) + "\n")
     fast = csvio._read_scored_fast(path, 30)
     assert fast is not None
     slow = csvio._read_scored_slow(path, 30)
