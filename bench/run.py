@@ -4,7 +4,7 @@ Usage::
 
     python bench/run.py [--quick] [--only NAME ...] [--data-dir DIR] [--json OUT]
 
-Figures (``NAME``): ``gap``, ``ensemble``, ``read``, ``stacking``, ``bounded``, ``csv``.
+Figures (``NAME``): ``gap``, ``ensemble``, ``read``, ``stacking``, ``bounded``, ``csv``, ``verify``.
 ``--quick`` uses about 1/20 of the full sizes (a smoke run).
 
 Every *case* (one row of the table) runs in its own subprocess, so its peak
@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 C = 3862
 POOL = 40          # candidate labels per video the synthetic members choose from
 K_TOP = 20
-FIGURES = ("gap", "ensemble", "read", "stacking", "bounded", "csv")
+FIGURES = ("gap", "ensemble", "read", "stacking", "bounded", "csv", "verify")
 
 
 # =========================================================================== sizes
@@ -49,6 +49,7 @@ def sizes(quick: bool) -> dict:
         "bounded_n": [100000 // d, 700000 // d], "bounded_fit": 20000 // d, "bounded_k": 4,
         "chunk_rows": 20000 // d,
         "csv_n": 100000 // d, "csv_k": 16,
+        "verify_n": 100000 // d,
         # the pandas pipeline runs ~25 s per member at N=200k on a loaded 2-core machine; in the
         # full run it reads the first 50,000 rows of each CSV and its time is scaled by N / 50,000
         "naive_rows": None if quick else 50000,
@@ -157,6 +158,8 @@ def prepare(name: str, S: dict, data: Path) -> None:
     if name == "csv":  # K Kaggle CSVs of one test split (their stores too), and m00 as the starter code writes it
         once("csv", lambda d: (write_split(d, "test", S["csv_n"], S["csv_k"], 5, csv_members=S["csv_k"]),
                                write_starter_csv(d / "stores" / "m00.test.full.h5", d / "csv" / "m00.test.g.csv")))
+    if name == "verify":  # two top-20 members of a 100,000-video split, with labels
+        once("verify", lambda d: write_split(d, "heldout", S["verify_n"], 2, 6))
     if name == "bounded":
         for n in S["bounded_n"]:
             once(f"bounded{n}", lambda d: (write_split(d, "heldout", S["bounded_fit"], S["bounded_k"], 3),
@@ -486,6 +489,84 @@ def case_csv_submission(S, data, n_members):
                      f"write_store) + build uniform {steps['build']:.1f}s + read + write_submission {steps['submit']:.1f}s"))
 
 
+def paired(fa, fb, rounds: int = 5):
+    """Best seconds of ``fa`` and of ``fb`` run alternately ``rounds`` times each (the load of a shared
+    machine then hits both alike); returns (t_a, t_b, last result of fa)."""
+    ta = tb = None
+    out = None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        out = fa()
+        dt = time.perf_counter() - t
+        ta = dt if ta is None else min(ta, dt)
+        t = time.perf_counter()
+        fb()
+        dt = time.perf_counter() - t
+        tb = dt if tb is None else min(tb, dt)
+    return ta, tb, out
+
+
+def case_verify(S, data):
+    """Cost of checksum verification (the --verify default) on a top-20 store: each path with and without
+    it, back to back in this process; the streaming verify's own peak is read before anything is held."""
+    import contextlib
+    import io
+    import tempfile
+
+    from ensembler.build import build
+    from ensembler.cli import main as ensemble
+    from predictions.csvio import write_submission
+    from predictions.store import open_store, read_store
+
+    d = data / "verify"
+    stores = sorted((d / "stores").glob("*.h5"))
+    store = stores[0]
+    base_peak = maxrss_mib()
+    with open_store(store) as r:
+        n = len(r)
+        t_alone, _ = timed(lambda: r.verify(), max_repeat=5)
+    verify_peak = maxrss_mib()
+    rows = []
+    p = read_store(store)
+    t_ver, t_plain, q = paired(lambda: read_store(store, verify=True), lambda: read_store(store), rounds=7)
+    same = np.array_equal(p.indices, q.indices) and np.array_equal(p.scores, q.scores)
+    rows.append(row("7 verify", f"read one store, N={n} top-20: read_store(verify=True) vs read_store()", t_ver,
+                    t_plain, ours_peak=maxrss_mib(), check="same rows" if same else "DIFFERENT",
+                    base_label="read_store() (no checksum)",
+                    note=f"the checksum of the rows just read costs {100 * (t_ver / t_plain - 1):+.0f}%; "
+                         f"StoreReader.verify() alone (a streaming pass, chunks of 65,536 rows) {t_alone:.3f}s, "
+                         f"peak {verify_peak - base_peak:+.0f} MiB over the {base_peak:.0f} MiB before it"))
+    with tempfile.TemporaryDirectory(dir=data) as tmp:
+        tmp = Path(tmp)
+        quiet = contextlib.redirect_stdout(io.StringIO())
+
+        def submit(flag):
+            with quiet:
+                assert ensemble(["submit", str(store), "--out", str(tmp / "s.csv"), "--quiet", flag]) == 0
+        t_v, t_nv, _ = paired(lambda: submit("--verify"), lambda: submit("--no-verify"))
+        rows.append(row("7 verify", f"ensemble submit, N={n} top-20: --verify (default) vs --no-verify", t_v, t_nv,
+                        ours_peak=maxrss_mib(), base_label="--no-verify",
+                        note=f"verification costs {100 * (t_v / t_nv - 1):+.0f}% of the submit"))
+
+        def evaluate(flag):
+            with quiet:
+                assert ensemble(["evaluate", "--members", *map(str, stores), "--labels", str(d / "labels"),
+                                 "--quiet", flag]) == 0
+        t_v, t_nv, _ = paired(lambda: evaluate("--verify"), lambda: evaluate("--no-verify"))
+        rows.append(row("7 verify", f"ensemble evaluate, 2 members N={n} top-20: --verify vs --no-verify", t_v, t_nv,
+                        ours_peak=maxrss_mib(), base_label="--no-verify",
+                        note=f"verification costs {100 * (t_v / t_nv - 1):+.0f}% of the evaluation"))
+
+        def built(verify):
+            build([str(p) for p in stores], scheme="uniform", labels=[str(d / "labels")], out=tmp / "ens",
+                  name="ens", verify=verify, progress=False, log=lambda *a: None)
+        t_v, t_nv, _ = paired(lambda: built(True), lambda: built(False), rounds=3)
+        rows.append(row("7 verify", f"build uniform, 2 members N={n} top-20: verify=True vs False", t_v, t_nv,
+                        ours_peak=maxrss_mib(), base_label="verify=False",
+                        note=f"verification costs {100 * (t_v / t_nv - 1):+.0f}% of the build"))
+    return rows
+
+
 def run_case(spec: str, S: dict, data: Path) -> dict:
     name, _, arg = spec.partition(":")
     if name == "gap_full":
@@ -504,6 +585,8 @@ def run_case(spec: str, S: dict, data: Path) -> dict:
         return case_csv_import(S, data, arg)
     if name == "csv_submission":
         return case_csv_submission(S, data, int(arg))
+    if name == "verify":
+        return case_verify(S, data)
     raise SystemExit(f"unknown case {spec}")
 
 
@@ -520,6 +603,8 @@ def cases_of(fig: str, S: dict) -> list[str]:
         return [f"bounded:{n}" for n in S["bounded_n"]]
     if fig == "csv":
         return ["csv_import:f6", "csv_import:g", f"csv_submission:{S['csv_k']}"]
+    if fig == "verify":
+        return ["verify"]
     raise SystemExit(f"unknown figure {fig}")
 
 

@@ -13,19 +13,32 @@
    (itself a valid member) and scores it on every split that has labels.
 4. The :class:`~ensembler.record.BuildRecord` is written to
    ``<name>.build.json`` beside the stores and returned.
+
+Before step 2 everything that can fail is checked (options, output paths,
+every split's members and alignment, labels covering the scored videos, the
+member checksums), so a bad input never costs a fit or leaves a file; the
+stores and the record of step 3 and 4 are written to temporary files and
+renamed together, under a lock file that keeps a second build of the same
+outputs away.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from predictions import metrics
+from predictions.align import align_labels
+from predictions.atomic import AtomicSet, check_directory, check_not_input, check_target, file_kind, output_lock
 from predictions.errors import InputError
+from predictions.labels import read_labels
 from predictions.store import StoreWriter, read_store
 from predictions.types import Labels, Predictions
 
@@ -33,13 +46,16 @@ from .base import Combiner, combiner_class
 from .candidates import Candidates
 from .distributed import map_ordered, use_client
 from .ensemble import FitResult, fit_ensemble, make_factory
-from .evaluate import evaluate_members, find_labels
-from .members import ChunkTask, MemberStores, align_members, chunk_tasks, discover, read_chunk, read_members
+from .evaluate import check_labels_cover, evaluate_members, find_label_files
+from .members import (ChunkTask, MemberStores, align_members, chunk_tasks, discover, read_chunk, read_members,
+                      verify_members)
 from .record import BuildRecord, RecordMember, package_versions
 
-__all__ = ["build", "find_fit_members", "apply_to_splits", "auto_chunk_rows", "combine_chunk"]
+__all__ = ["build", "find_fit_members", "plan_splits", "apply_to_splits", "auto_chunk_rows", "combine_chunk"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+#: Longest ensemble name: its output file names must fit the file system's 255 bytes.
+MAX_NAME = 128
 
 #: Candidate entries (videos x members x k) per streamed chunk: about 0.5 GB of working memory.
 CHUNK_ENTRIES = 4_000_000
@@ -94,30 +110,46 @@ def _read_fit_members(members: list[MemberStores], alignment, *, learned: bool, 
     return {m.name: p for m, p in zip(members, preds)}
 
 
+def plan_splits(by_split: dict, fit_split: str, names, log=print) -> list[str]:
+    """The splits an ensemble of the members ``names`` is written for: the fit split first, then
+    every other split where all the members have a store (the others are logged as skipped)."""
+    out = [fit_split]
+    for split in sorted(s for s in by_split if s != fit_split):
+        have = {m.name for m in by_split[split]}
+        missing = [n for n in names if n not in have]
+        if missing:
+            log(f"skipping split {split!r}: members missing there: {', '.join(missing)}")
+        else:
+            out.append(split)
+    return out
+
+
 def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[str, Labels], *, name: str,
                     out: Path, k_out: int, chunk_rows: int, member_k: int | None, align_kw: dict,
-                    progress: bool, log, client=None) -> tuple[dict, dict]:
+                    progress: bool, log, client=None, alignments: dict | None = None,
+                    staging: AtomicSet | None = None) -> tuple[dict, dict]:
     """Stream every split that has all the members through the fitted scheme; return ``(outputs, scores)``.
 
     ``outputs`` is ``{split: store path}``; ``scores`` is ``{split: {"ensemble":
     metrics, "members": rows}}`` for the labelled splits (member rows on the
-    other splits than the fit split).
+    other splits than the fit split). ``alignments`` (``{split: Alignment}``)
+    are computed when not given. With ``staging`` every store is written to
+    its temporary file in that :class:`~predictions.atomic.AtomicSet`, renamed
+    into place by the caller's commit (all outputs appear together or not at all).
     """
     names = list(fit.member_names)
-    single_file = out.suffix == ".h5"
+    single_file = _single_file(out)
     outputs, scores = {}, {}
     combiner_ref = client.scatter(fit.combiner, broadcast=True) if client is not None else fit.combiner
-    for split in [fit_split] + sorted(s for s in by_split if s != fit_split):
+    splits = plan_splits(by_split, fit_split, names, log)
+    if single_file:
+        splits = [fit_split]
+    for split in splits:
         by_name = {m.name: m for m in by_split[split]}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            log(f"skipping split {split!r}: members missing there: {', '.join(missing)}")
-            continue
-        if single_file and split != fit_split:
-            continue
         members = [by_name[n] for n in names]
-        alignment = align_members(members, **align_kw)
+        alignment = (alignments or {}).get(split) or align_members(members, **align_kw)
         path = out if single_file else out / f"{name}.{split}.full.h5"
+        write_to = path if staging is None else staging.add(path)
         extra = {"ensemble": {"scheme": fit.scheme, "members": names, "fit_split": fit_split,
                               "member_paths": [p for m in members for p in m.paths]}}
         tasks = chunk_tasks(members, alignment, chunk_rows)
@@ -127,16 +159,16 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
         else:
             results = map_ordered(client, combine_chunk, tasks, combiner_ref, *opts)
         bar = tqdm(total=len(alignment.ids), unit="video", desc=f"{name} {split}", disable=not progress)
-        with StoreWriter(path, ids=alignment.ids, num_classes=members[0].num_classes, k=k_out, model=name,
+        with StoreWriter(write_to, ids=alignment.ids, num_classes=members[0].num_classes, k=k_out, model=name,
                          split=split, crop="full", config={"scheme": fit.scheme, "params": fit.params},
-                         extra=extra) as writer:
+                         extra=extra, atomic=staging is None) as writer:
             for pred in results:
                 writer.write(pred)
                 bar.update(len(pred))
         bar.close()
         outputs[split] = str(path)
         if split in truth:
-            pred = read_store(path)
+            pred = read_store(write_to)
             scores[split] = {"ensemble": metrics.evaluate(pred, truth[split].reindex(pred.ids))}
             if split != fit_split:
                 scores[split]["members"] = evaluate_members(members, truth[split], chunk_rows=chunk_rows,
@@ -144,10 +176,76 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
     return outputs, scores
 
 
+def _single_file(out: Path) -> bool:
+    """``--out x.h5`` names one store (unless it is an existing directory)."""
+    return out.suffix == ".h5" and not out.is_dir()
+
+
+def _positive(option: str, value, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{option} must be a positive integer, got {value}")
+
+
+def _check_options(name: str, n_folds, k, chunk_rows, member_k, random_state) -> None:
+    if not _NAME.fullmatch(name):
+        raise InputError(f"ensemble name {name!r} must match [A-Za-z0-9_-]+")
+    if len(name) > MAX_NAME:
+        raise InputError(f"ensemble name is {len(name)} characters long; at most {MAX_NAME}")
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise InputError(f"--folds must be >= 2, got {n_folds}")
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
+        raise InputError(f"--seed (random_state) must be a non-negative integer, got {random_state}")
+    _positive("--k", k)
+    _positive("--chunk-rows", chunk_rows)
+    _positive("--member-k", member_k)
+
+
+def _check_out_dir(out: Path) -> None:
+    """``--out`` as a directory: an existing directory, or a new path under an existing directory."""
+    try:
+        st = os.stat(out)
+    except OSError:
+        st = None  # missing, or a parent is a file: check_directory names the cause
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"--out is {file_kind(st.st_mode)}, expected a directory (or a new .h5 file name "
+                         f"for a single-split build)", out)
+    check_directory(out, what="output directory")
+
+
+@contextlib.contextmanager
+def _locked_outputs(out: Path, name: str, single_file: bool):
+    """Hold the lock of this ensemble's outputs; remove the output directory again if we created it
+    and the build failed before writing anything into it."""
+    where = out.parent if single_file else out
+    made = []
+    probe = where
+    while not probe.exists() and probe.parent != probe:
+        made.append(probe)
+        probe = probe.parent
+    lock = where / (f".{out.name}.lock" if single_file else f".{name}.lock")
+    try:
+        with output_lock(lock, what=f"the ensemble {name!r} in {where}"):
+            yield
+    except BaseException:
+        for d in made:  # innermost first; only empty directories go
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def _check_labels_cover(labels: Labels, members: list[MemberStores], label_path, ids=None) -> None:
+    """Every video to be scored has an entry in the labels file (else nothing is written)."""
+    for m in members:
+        for r in m.readers:
+            check_labels_cover(labels, r.ids if ids is None else ids, label_path, r.path)
+
+
 def build(members, *, scheme: str = "uniform", params: dict | None = None, labels=None, out,
           name: str | None = None, fit_split: str = "heldout", k: int | None = None, n_folds: int = 5,
           random_state: int = 0, chunk_rows: int | None = None, fold_crops: str = "mean", member_k: int | None = None,
-          require_same_ids: bool = False, allow_mixed_k: bool = False, progress: bool = True,
+          require_same_ids: bool = False, allow_mixed_k: bool = False, verify: bool = True, progress: bool = True,
           command: str | None = None, log=print, client=None) -> BuildRecord:
     """Build one ensemble (see the module docstring); returns its record, also written as JSON.
 
@@ -157,7 +255,7 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
     scheme, params : the weighting scheme and its parameters.
     labels : labels files ``labels.<split>.h5`` (files, directories or globs).
     out : output directory, or one ``.h5`` file for a single-split build.
-    name : ensemble name (default ``ens-<scheme>``); ``[A-Za-z0-9_-]+``.
+    name : ensemble name (default ``ens-<scheme>``); ``[A-Za-z0-9_-]+``, at most 128 characters.
     fit_split : the split the scheme is fitted on.
     k : labels kept per video in the output (default: the members' largest k).
     n_folds, random_state : folds of the cross-fitted estimate; seed of the
@@ -166,56 +264,100 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         which bounds memory whatever the number of members).
     fold_crops, member_k, require_same_ids, allow_mixed_k : how members are
         read and aligned (see ``ensemble build --help``).
+    verify : check every member store's checksum first (streaming; a corrupt
+        store is an error before anything is fitted or written).
     progress, command, log : progress bars, the command line to record, where
         messages go.
     client : a dask.distributed Client; chunks are then combined on its
         workers and the xgboost stacker trains through xgboost's Dask interface.
+
+    Everything is checked before anything is written (options, output paths,
+    members of every split, labels covering the videos scored, checksums); the
+    stores and the record are then written to temporary files and renamed
+    together. A lock file (``.<name>.lock`` beside the outputs) makes a second
+    build of the same outputs fail with a clear error while this one runs.
     """
     t0 = time.perf_counter()
     params = dict(params or {})
     name = f"ens-{scheme}" if name is None else name
-    if not _NAME.fullmatch(name):
-        raise InputError(f"ensemble name {name!r} must match [A-Za-z0-9_-]+")
-    if n_folds < 2:
-        raise InputError(f"--folds must be >= 2, got {n_folds}")
+    _check_options(name, n_folds, k, chunk_rows, member_k, random_state)
     make_factory(scheme, params, random_state)  # unknown scheme or parameter: fail before reading anything
     learned = combiner_class(scheme).learned
     out = Path(out)
+    single_file = _single_file(out)
+    if single_file:
+        check_target(out)
+        check_target(out.with_suffix(".json"), what="build record")
+    else:
+        _check_out_dir(out)
 
-    by_split, fit_split = find_fit_members(members, name=name, fit_split=fit_split, learned=learned,
-                                           fold_crops=fold_crops)
-    truth = find_labels(labels) if labels else {}
-    fit_members = by_split[fit_split]
-    chunk_rows = chunk_rows or auto_chunk_rows(fit_members)
-    if learned and fit_split not in truth:
-        raise InputError(f"scheme {scheme!r} is learned: it needs labels.{fit_split}.h5 (give --labels)")
+    with _locked_outputs(out, name, single_file):
+        by_split, fit_split = find_fit_members(members, name=name, fit_split=fit_split, learned=learned,
+                                               fold_crops=fold_crops)
+        label_files = find_label_files(labels) if labels else {}
+        truth = {split: read_labels(path) for split, path in label_files.items()}
+        fit_members = by_split[fit_split]
+        if learned and fit_split not in truth:
+            raise InputError(f"scheme {scheme!r} is learned: it needs labels.{fit_split}.h5 (give --labels)")
+        names = [m.name for m in fit_members]
+        splits = plan_splits(by_split, fit_split, names, log)
+        if single_file and len(splits) > 1:
+            raise InputError(f"--out names one store but the members have stores for {len(splits)} splits "
+                             f"({', '.join(sorted(splits))}): give a directory, or one split's stores as members",
+                             out)
+        targets = [out] if single_file else [out / f"{name}.{s}.full.h5" for s in splits]
+        inputs = [p for ms in by_split.values() for m in ms for p in m.paths] + list(label_files.values())
+        for t in targets + [out.with_suffix(".json") if single_file else out / f"{name}.build.json"]:
+            check_target(t)
+            check_not_input(t, inputs)
+        chunk_rows = chunk_rows or auto_chunk_rows(fit_members)
 
-    align_kw = dict(require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k)
-    alignment = align_members(fit_members, **align_kw)
-    fit_preds = _read_fit_members(fit_members, alignment, learned=learned, chunk_rows=chunk_rows, member_k=member_k)
-    with use_client(client) if client is not None else contextlib.nullcontext():
-        fit = fit_ensemble(fit_preds, truth[fit_split] if learned else None, scheme, params, n_folds=n_folds,
-                           random_state=random_state, progress=progress)
-    del fit_preds
+        align_kw = dict(require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k)
+        used = {s: [next(m for m in by_split[s] if m.name == n) for n in names] for s in splits}
+        alignments = {s: align_members(used[s], **align_kw) for s in splits}
+        if verify:
+            verify_members([m for s in splits for m in used[s]], progress=progress)
+        for s in splits:
+            if s in truth:
+                scored_alone = s != fit_split or not learned  # members scored on all their own videos
+                _check_labels_cover(truth[s], used[s], label_files[s],
+                                    ids=None if scored_alone else alignments[s].ids)
+        if learned:
+            truth[fit_split] = align_labels(truth[fit_split], alignments[fit_split].ids, label_files[fit_split])
 
-    k_out = k or max((m.k or 100) for m in fit_members)
-    outputs, scores = apply_to_splits(fit, by_split, fit_split, truth, name=name, out=out, k_out=k_out,
-                                      chunk_rows=chunk_rows, member_k=member_k, align_kw=align_kw,
-                                      progress=progress, log=log, client=client)
-    record = BuildRecord(name=name, scheme=scheme, params=params, fit_split=fit_split,
-                         members=[RecordMember(m.name, tuple(m.paths)) for m in fit_members],
-                         n_fit_videos=len(alignment.ids), member_gap=fit.member_gap, best_single=fit.best_single,
-                         uniform_gap=fit.uniform_gap, crossfit=fit.crossfit, estimate=fit.estimate,
-                         fit_seconds=fit.fit_seconds, fitted=fit.combiner.describe(), outputs=outputs, scores=scores)
-    if not learned and fit_split in scores:
-        # A fixed scheme never sees labels, so its plain score on the fit split is already honest.
-        rows = evaluate_members(fit_members, truth[fit_split], chunk_rows=chunk_rows, client=client)
-        scores[fit_split]["members"] = rows
-        record.member_gap = {r["name"]: r["gap"] for r in rows}
-        record.best_single = (rows[0]["name"], rows[0]["gap"])
-        record.estimate = scores[fit_split]["ensemble"]["gap"]
-    record.build_seconds = time.perf_counter() - t0
-    record.versions = package_versions()
-    record.command = command or " ".join(sys.argv)
-    record.write(out.with_suffix(".json") if out.suffix == ".h5" else out / f"{name}.build.json")
+        alignment = alignments[fit_split]
+        fit_preds = _read_fit_members(fit_members, alignment, learned=learned, chunk_rows=chunk_rows,
+                                      member_k=member_k)
+        with use_client(client) if client is not None else contextlib.nullcontext():
+            fit = fit_ensemble(fit_preds, truth[fit_split] if learned else None, scheme, params, n_folds=n_folds,
+                               random_state=random_state, progress=progress)
+        del fit_preds
+
+        k_out = k or max((m.k or 100) for m in fit_members)
+        if k_out > fit_members[0].num_classes:
+            raise InputError(f"--k {k_out} exceeds the number of classes {fit_members[0].num_classes}")
+        record_path = out.with_suffix(".json") if single_file else out / f"{name}.build.json"
+        with AtomicSet() as staging:
+            outputs, scores = apply_to_splits(fit, by_split, fit_split, truth, name=name, out=out, k_out=k_out,
+                                              chunk_rows=chunk_rows, member_k=member_k, align_kw=align_kw,
+                                              progress=progress, log=lambda _: None, client=client,
+                                              alignments=alignments, staging=staging)
+            record = BuildRecord(name=name, scheme=scheme, params=params, fit_split=fit_split,
+                                 members=[RecordMember(m.name, tuple(m.paths)) for m in fit_members],
+                                 n_fit_videos=len(alignment.ids), member_gap=fit.member_gap,
+                                 best_single=fit.best_single, uniform_gap=fit.uniform_gap, crossfit=fit.crossfit,
+                                 estimate=fit.estimate, fit_seconds=fit.fit_seconds,
+                                 fitted=fit.combiner.describe(), outputs=outputs, scores=scores)
+            if not learned and fit_split in scores:
+                # A fixed scheme never sees labels, so its plain score on the fit split is already honest.
+                rows = evaluate_members(fit_members, truth[fit_split], chunk_rows=chunk_rows, client=client)
+                scores[fit_split]["members"] = rows
+                record.member_gap = {r["name"]: r["gap"] for r in rows}
+                record.best_single = (rows[0]["name"], rows[0]["gap"])
+                record.estimate = scores[fit_split]["ensemble"]["gap"]
+            record.build_seconds = time.perf_counter() - t0
+            record.versions = package_versions()
+            record.command = command or " ".join(sys.argv)
+            staging.add(record_path).write_text(record.to_json(), encoding="utf-8")
+        record.path = str(record_path)
     return record

@@ -29,13 +29,32 @@ def connect(address: str):
     except ImportError:  # pragma: no cover - depends on the environment
         raise InputError("--scheduler needs dask.distributed: pip install 'yt8m-ensembler[dask]'") from None
     if address == "local" or address.startswith("local:"):
-        n = int(address.split(":", 1)[1]) if ":" in address else 2
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        text = address.split(":", 1)[1] if ":" in address else "2"
+        if not text.isdigit() or not 1 <= int(text) <= 1024:
+            raise InputError(f"--scheduler {address!r}: expected local or local:N with N workers, 1 to 1024")
+        cluster = LocalCluster(n_workers=int(text), threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster)
+    _check_address(address)
     try:
         return Client(address, timeout=30)
     except (OSError, TimeoutError) as err:
-        raise InputError(f"cannot reach the Dask scheduler at {address}: {err}") from None
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(err).split())}") from None
+
+
+def _check_address(address: str) -> None:
+    """InputError unless ``address`` parses as a scheduler address (checked before a Client exists:
+    a Client that fails to start hangs a minute in its destructor)."""
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, loc = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(loc)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"--scheduler {address!r} is not a scheduler address (tcp://host:port, local or "
+                         f"local:N): {' '.join(str(err).split())}") from None
 
 
 @contextlib.contextmanager

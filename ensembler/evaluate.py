@@ -1,6 +1,7 @@
 """Score members and ensembles against ground truth, streaming over row chunks."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 from predictions import metrics
 from predictions.errors import InputError
 from predictions.labels import read_labels
-from predictions.store import expand_paths
+from predictions.store import check_input_file, expand_paths
 from predictions.types import Labels, Predictions
 
 from .distributed import map_ordered
@@ -18,20 +19,48 @@ from .members import ChunkTask, MemberStores, align_members, chunk_tasks, concat
 _LABELS_NAME = re.compile(r"^labels\.(?P<split>[A-Za-z0-9_-]+)\.h5$")
 
 
+def find_label_files(patterns) -> dict[str, Path]:
+    """``{split: path}`` of the labels files named ``labels.<split>.h5`` among files, dirs or globs.
+
+    Other names inside a directory or a glob are skipped; a file named
+    explicitly must be a labels file (``labels.<split>.h5``); every labels
+    file found must be a regular file (a FIFO or a dangling link is an error,
+    even for a split that is not read).
+    """
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    out: dict[str, Path] = {}
+    for pattern in patterns:
+        explicit = not Path(pattern).is_dir() and os.path.lexists(pattern)
+        for path in expand_paths([pattern]):
+            m = _LABELS_NAME.match(Path(path).name)
+            if not m:
+                if explicit:
+                    raise InputError("not a labels file name: expected labels.<split>.h5", path)
+                continue
+            split = m.group("split")
+            if split in out:
+                raise InputError(f"two labels files for split {split!r} (the other: {out[split]})", path)
+            check_input_file(Path(path), "a labels file (.h5)")  # even if this split is not read
+            out[split] = Path(path)
+    if not out:
+        raise InputError(f"no labels file (labels.<split>.h5) among {', '.join(map(str, patterns))}")
+    return out
+
+
 def find_labels(patterns) -> dict[str, Labels]:
     """``{split: Labels}`` from labels files named ``labels.<split>.h5`` (files, dirs or globs)."""
-    out: dict[str, Labels] = {}
-    for path in expand_paths(patterns):
-        m = _LABELS_NAME.match(Path(path).name)
-        if not m:
-            continue
-        split = m.group("split")
-        if split in out:
-            raise InputError(f"two labels files for split {split!r}", path)
-        out[split] = read_labels(path)
-    if not out:
-        raise InputError(f"no labels file (labels.<split>.h5) among {patterns}")
-    return out
+    return {split: read_labels(path) for split, path in find_label_files(patterns).items()}
+
+
+def check_labels_cover(labels: Labels, ids, label_path, store_path=None) -> None:
+    """InputError naming the labels file unless every id of ``ids`` (a store's videos) has an entry."""
+    ids = np.asarray(ids)
+    missing = ~np.isin(ids, labels.ids)
+    if missing.any():
+        where = f" of {store_path}" if store_path is not None else ""
+        raise InputError(f"{int(missing.sum())} of the {len(ids)} videos{where} have no entry in this labels "
+                         f"file (first: {str(ids[missing][0])!r})", label_path)
 
 
 def _topk_chunk(task: ChunkTask, member_ks, k: int, reader_for=None) -> Predictions:
@@ -52,6 +81,8 @@ def evaluate_member(member: MemberStores, labels: Labels, *, k: int = 20, chunk_
         chunks = [_topk_chunk(t, [member.k], k, reader_for=local.__getitem__) for t in tasks]
     else:
         chunks = list(map_ordered(client, _topk_chunk, tasks, [member.k], k))
+    if not chunks:
+        raise InputError("the store holds no video: nothing to evaluate", member.paths[0])
     pred = concat(chunks)
     truth = labels.reindex(pred.ids)
     return {"name": member.name, **metrics.evaluate(pred, truth, k=k)}

@@ -76,6 +76,10 @@ def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[MemberStor
     out: dict[str, list[MemberStores]] = defaultdict(list)
     for (split, model), crops in sorted(by_key.items()):
         numbered = sorted((c for c in crops if c.isdigit()), key=int)
+        if "full" in crops and len(crops) > 1:
+            others = ", ".join(str(crops[c].path) for c in sorted(crops) if c != "full")
+            raise InputError(f"model {model!r} has both a whole-video store (crop 'full') and crop stores "
+                             f"({others}) on split {split!r}: one member cannot be both", crops["full"].path)
         if "full" in crops:
             out[split].append(MemberStores(model, split, [crops["full"]]))
         elif fold_crops == "none":
@@ -165,25 +169,47 @@ def read_members(members: list[MemberStores], alignment, **kw) -> list[Predictio
 
 
 def load_members(patterns, split: str = "heldout", *, fold_crops: str = "mean", member_k: int | None = None,
-                 allow_mixed_k: bool = False) -> dict[str, Predictions]:
+                 allow_mixed_k: bool = False, verify: bool = True) -> dict[str, Predictions]:
     """``{member name: Predictions}`` of one split, read from stores and aligned on video id.
 
     ``patterns``: store files, directories or globs (as ``ensemble build
     --members``). Crops are folded as in the build; members are sorted by name
     and hold exactly the videos common to all of them (a warning says how many
     were dropped), in the same order, ready for :func:`ensembler.fit_ensemble`.
+    ``verify``: check each store's checksum first.
     """
     by_split = discover(patterns, fold_crops=fold_crops)
     if split not in by_split:
-        raise InputError(f"no store of split {split!r} among {patterns}; splits found: "
+        shown = patterns if isinstance(patterns, (str, bytes)) else ", ".join(map(str, patterns))
+        raise InputError(f"no store of split {split!r} among {shown}; splits found: "
                          f"{', '.join(sorted(by_split)) or 'none'}")
     stores = by_split[split]
+    if verify:
+        verify_members(stores)
     preds = read_members(stores, align_members(stores, allow_mixed_k=allow_mixed_k), member_k=member_k)
     return {m.name: p for m, p in zip(stores, preds)}
 
 
+def verify_members(members: list[MemberStores], *, progress: bool = False) -> None:
+    """Check the checksum of every store of ``members`` (streaming, each file once); InputError on the
+    first store whose data does not match its checksum (flipped bits, edited by hand)."""
+    readers = {str(r.path): r for m in members for r in m.readers}
+    bar = None
+    if progress and readers:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(len(r) for r in readers.values()), unit="video", desc="verifying checksums")
+    for r in readers.values():
+        r.verify()
+        if bar is not None:
+            bar.update(len(r))
+    if bar is not None:
+        bar.close()
+
+
 def concat(parts: list[Predictions]) -> Predictions:
     """Stack Predictions of the same layout and width row-wise."""
+    if not parts:
+        raise InputError("no rows to stack")
     first = parts[0]
     if len(parts) == 1:
         return first

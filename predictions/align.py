@@ -42,7 +42,8 @@ def align_stores(readers: list[StoreReader], *, require_same_ids: bool = False,
                  allow_mixed_k: bool = False, allow_identical: bool = False) -> Alignment:
     """Align members on video id.
 
-    Errors (InputError naming the offending file): no member; a member given
+    Errors (InputError naming the offending file): no member; a store with no
+    video; a member given
     twice (same file or same checksum); a different ``num_classes``; a
     different ``k`` / layout unless ``allow_mixed_k``; no video common to all;
     with ``require_same_ids``, any difference in the id sets. Otherwise the
@@ -54,6 +55,9 @@ def align_stores(readers: list[StoreReader], *, require_same_ids: bool = False,
     if not readers:
         raise InputError("no prediction stores to align")
     first = readers[0]
+    for r in readers:
+        if len(r.ids) == 0:
+            raise InputError("the store holds no video (n = 0): nothing to align", r.path)
     seen_path: dict = {}
     seen_sum: dict = {}
     for r in readers:

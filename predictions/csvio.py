@@ -47,6 +47,7 @@ import numpy as np
 from .atomic import atomic_path
 from .csvscan import Block, CsvText, ids_to_str, parse_numbers, scan, token_bytes
 from .errors import InputError
+from .store import MAX_ID_BYTES
 from .types import Labels, Predictions, as_ids
 
 __all__ = ["write_submission", "read_submission", "read_rank_csv", "read_predictions_csv", "read_scored_csv",
@@ -146,7 +147,7 @@ def write_submission(path: str | os.PathLike, pred: Predictions, top: int = 20,
         bad |= np.char.find(ids, ch) >= 0
     bad |= np.char.str_len(ids) == 0
     if bad.any():
-        raise InputError(f"video id {ids[np.argmax(bad)]!r} is empty or holds a comma or whitespace", path)
+        raise InputError(f"video id {str(ids[np.argmax(bad)])!r} is empty or holds a comma or whitespace", path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write((SUBMISSION_HEADER + "\n").encode())
@@ -291,6 +292,12 @@ def _read_rows(path, header: str, pairs: bool, num_classes: int) -> _Rows:
 def _duplicate_id(path, ids: np.ndarray, line_no: np.ndarray) -> None:
     """InputError on the earliest line whose video id was already seen (naming the first line)."""
     n = len(ids)
+    if n and ids.dtype.itemsize // 4 > MAX_ID_BYTES:  # (also bounds the loop below, over the id width)
+        lengths = np.strings.str_len(ids)
+        j = int(np.argmax(lengths))
+        if lengths[j] > MAX_ID_BYTES:
+            raise InputError(f"line {line_no[j]}: video id of {int(lengths[j])} characters (starts "
+                             f"{str(ids[j])[:20]!r}); ids are at most {MAX_ID_BYTES} bytes", path)
     if n < 2:
         return
     # Distinct hashes prove distinct ids (equal ids hash equal): one uint64 sort instead of a string sort.

@@ -13,7 +13,8 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
-from .store import FORMAT_VERSION, _check_name, _check_unique, _decode_ids, _encode_ids, _oserror, _str
+from .store import (FORMAT_VERSION, MAX_CLASSES, _check_name, _check_unique, _decode_ids, _encode_ids, _oserror,
+                    _str, check_dataset, check_id_width, check_input_file)
 from .types import Labels
 
 KIND = "labels"
@@ -22,7 +23,9 @@ KIND = "labels"
 def write_labels(path, labels: Labels, *, split: str, source: str = "") -> Path:
     """Write ``labels`` to ``path`` atomically (validated first); return the path."""
     path = Path(path)
-    _check_name("split", split)
+    _check_name("split", split, path)
+    if not 1 <= labels.num_classes <= MAX_CLASSES:
+        raise InputError(f"num_classes must be in [1, {MAX_CLASSES}], got {labels.num_classes}", path)
     _check_unique(labels.ids, path)
     _check_csr(labels.indptr, labels.indices, labels.num_classes, path)
     raw = _encode_ids(labels.ids, path)
@@ -57,10 +60,7 @@ def _check_csr(indptr: np.ndarray, indices: np.ndarray, num_classes: int, path) 
 def read_labels(path) -> Labels:
     """Read and validate a labels file; every problem is a one-line InputError naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a directory, expected a labels file (.h5)", path)
+    check_input_file(path, "a labels file (.h5)")
     try:
         with h5py.File(path, "r") as f:
             return _read(f, path)
@@ -85,15 +85,16 @@ def _read(f: h5py.File, path: Path) -> Labels:
     if kind != KIND:
         raise InputError(f"attribute kind is {kind!r}, expected {KIND!r}", path)
     for name in ("ids", "indptr", "indices"):
-        if name not in f or not isinstance(f[name], h5py.Dataset):
-            raise InputError(f"missing dataset {name!r}", path)
+        check_dataset(f, name, path)
     C = int(attrs["num_classes"])
-    if C < 1:
-        raise InputError(f"num_classes attribute is {C}", path)
+    if not 1 <= C <= MAX_CLASSES:
+        raise InputError(f"num_classes attribute is {C}, expected 1 to {MAX_CLASSES}", path)
+    _check_name("attribute split", _str(attrs["split"]), path)
     ids_ds, indptr_ds, indices_ds = f["ids"], f["indptr"], f["indices"]
     if ids_ds.ndim != 1 or ids_ds.dtype.kind != "S":
         raise InputError(f"dataset 'ids' has shape {ids_ds.shape} dtype {ids_ds.dtype}, "
                          f"expected 1-D fixed-length bytes", path)
+    check_id_width(ids_ds, path)
     if indptr_ds.shape != (ids_ds.shape[0] + 1,) or indptr_ds.dtype.kind not in "iu":
         raise InputError(f"bad indptr: shape {indptr_ds.shape} dtype {indptr_ds.dtype}, expected "
                          f"({ids_ds.shape[0] + 1},) int64", path)

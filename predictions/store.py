@@ -16,6 +16,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, file_kind
 from .errors import InputError
 from .types import Predictions, as_ids
 
@@ -34,6 +35,16 @@ CHUNK_ROWS = 4096          # rows per HDF5 chunk (top-k and ids)
 CHUNK_BYTES = 4 << 20      # cap on one chunk's size (full layout: fewer rows per chunk)
 READ_ROWS = 65536          # default rows per read chunk
 _SCORE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+#: Longest video id, in UTF-8 bytes. Ids are stored fixed-width (the longest sets the width of
+#: every row), so one absurd id would inflate every row in memory: refused on write and on read.
+MAX_ID_BYTES = 256
+#: Largest label vocabulary (candidate tables are O(num_classes) per video block).
+MAX_CLASSES = 1 << 24
+#: Largest HDF5 chunk a reader accepts (writers use at most CHUNK_BYTES): reading one row
+#: decompresses a whole chunk, so a huge chunk is a memory and time bomb.
+MAX_CHUNK_BYTES = 64 << 20
+#: Largest JSON attribute (config, extra) a reader decodes.
+MAX_ATTR_BYTES = 16 << 20
 _REQUIRED_ATTRS = ("format_version", "kind", "model", "split", "crop", "num_classes", "k",
                    "layout", "n", "config", "created", "checksum", "extra")
 
@@ -99,21 +110,39 @@ class _Checksum:
 
 # ---------------------------------------------------------------- validation
 
-def _check_crop(crop) -> str:
-    crop = str(crop)
-    if crop in ("full", "mean") or (crop.isdigit() and crop.isascii()):
+def _check_crop(crop, path=None) -> str:
+    crop = crop.item() if isinstance(crop, np.generic) else crop
+    crop = str(crop) if isinstance(crop, (int, str)) and not isinstance(crop, bool) else crop
+    if isinstance(crop, str) and (crop in ("full", "mean") or (crop.isdigit() and crop.isascii())):
         return crop
-    raise InputError(f"crop must be 'full', 'mean' or a crop index like '0', got {crop!r}")
+    raise InputError(f"crop must be 'full', 'mean' or a crop index like '0', got {_show(crop)}", path)
 
 
-def _check_name(what: str, value) -> str:
+def _check_name(what: str, value, path=None) -> str:
     if not isinstance(value, str) or not value or any(c in value for c in "/\\\n\x00"):
-        raise InputError(f"{what} must be a non-empty name without '/', got {value!r}")
+        raise InputError(f"{what} must be a non-empty name without '/', got {_show(value)}", path)
     return value
 
 
+def check_name(what: str, value, path=None) -> str:
+    """A model or split name: non-empty, without '/', '\\', newline or NUL (FORMAT.md); else InputError."""
+    return _check_name(what, value, path)
+
+
+def _show(value) -> str:
+    """repr of a value for a message: numpy scalars shown as plain Python values, long ones cut."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _encode_ids(ids: np.ndarray, path) -> np.ndarray:
-    """(n,) unicode ids -> (n,) ``S`` bytes (UTF-8); rejects empty ids and NUL."""
+    """(n,) unicode ids -> (n,) ``S`` bytes (UTF-8); rejects empty ids, NUL and ids over MAX_ID_BYTES."""
+    if len(ids) and ids.dtype.itemsize // 4 > MAX_ID_BYTES:
+        lengths = np.strings.str_len(ids)
+        if lengths.max() > MAX_ID_BYTES:
+            _too_long(ids, lengths, path)
     if len(ids):
         lengths = np.strings.str_len(ids)
         codes = ids.view(np.uint32).reshape(len(ids), -1)
@@ -125,7 +154,26 @@ def _encode_ids(ids: np.ndarray, path) -> np.ndarray:
         raw = np.strings.encode(ids, "utf-8")
     if len(raw) and raw.dtype.itemsize == 0:
         raw = raw.astype("S1")
+    if raw.dtype.itemsize > MAX_ID_BYTES:  # short in characters, long in UTF-8 bytes
+        _too_long(ids, np.strings.str_len(raw), path, "UTF-8 bytes")
     return raw
+
+
+def _too_long(ids: np.ndarray, lengths: np.ndarray, path, unit: str = "characters"):
+    at = int(np.argmax(lengths))
+    raise InputError(f"video id of {int(lengths[at])} {unit} at row {at} (starts "
+                     f"{str(ids[at])[:20]!r}); ids are at most {MAX_ID_BYTES} bytes", path)
+
+
+def check_ids(ids, path=None) -> np.ndarray:
+    """Validate video ids as a store would (unique, non-empty, no NUL, at most MAX_ID_BYTES bytes).
+
+    Returns them as a unicode array; InputError naming ``path`` otherwise. Lets a
+    converter blame its input file rather than the store it was about to write.
+    """
+    ids = as_ids(ids)
+    _check_unique(ids, path, _encode_ids(ids, path))
+    return ids
 
 
 def _decode_ids(raw: np.ndarray, path) -> np.ndarray:
@@ -234,6 +282,9 @@ class StoreWriter:
         shuffle, portable, ~40% smaller top-k files, ~2x slower to read) or
         ``"lzf"`` (h5py only), applied to every dataset. ``"auto"``: gzip for
         ids and top-k, none for full scores.
+    atomic : ``True`` (default): write a temporary file renamed onto ``path`` on
+        success. ``False``: write ``path`` in place, for a caller that already
+        writes to a temporary file of its own (:class:`~predictions.atomic.AtomicSet`).
 
     Use as a context manager; ``write(chunk)`` appends the next ``len(chunk)``
     rows and checks that ``chunk.ids`` equal the next expected ids. On a clean
@@ -244,16 +295,18 @@ class StoreWriter:
 
     def __init__(self, path, *, ids, num_classes: int, k: int | None, model: str, split: str,
                  crop: str = "full", config: dict | None = None, extra: dict | None = None,
-                 dtype: str = "float32", compression: str | None = None):
+                 dtype: str = "float32", compression: str | None = None, atomic: bool = True):
         self.path = Path(path)
+        self.atomic = atomic
         self.ids = as_ids(ids)
         _check_unique(self.ids, self.path)
         self._raw_ids = _encode_ids(self.ids, self.path)
-        if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-            raise InputError(f"num_classes must be a positive int, got {num_classes!r}", self.path)
+        if not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= MAX_CLASSES:
+            raise InputError(f"num_classes must be an int in [1, {MAX_CLASSES}], got {_show(num_classes)}",
+                             self.path)
         self.num_classes = int(num_classes)
         if k is not None and (not isinstance(k, (int, np.integer)) or not 1 <= k <= num_classes):
-            raise InputError(f"k must be in [1, {num_classes}] or None, got {k!r}", self.path)
+            raise InputError(f"k must be in [1, {num_classes}] or None, got {_show(k)}", self.path)
         self.k = None if k is None else int(k)
         if dtype not in _SCORE_DTYPES:
             raise InputError(f"dtype must be 'float32' or 'float16', got {dtype!r}", self.path)
@@ -266,8 +319,8 @@ class StoreWriter:
         self.compression = compression
         self._attrs = dict(
             format_version=FORMAT_VERSION, kind=KIND,
-            model=_check_name("model", model), split=_check_name("split", split),
-            crop=_check_crop(crop), num_classes=self.num_classes,
+            model=_check_name("model", model, self.path), split=_check_name("split", split, self.path),
+            crop=_check_crop(crop, self.path), num_classes=self.num_classes,
             k=0 if self.k is None else self.k, layout="full" if self.k is None else "topk",
             n=len(self.ids), config=_json_attr("config", config, self.path),
             extra=_json_attr("extra", extra, self.path),
@@ -293,7 +346,10 @@ class StoreWriter:
         n = len(self.ids)
         self._stack = contextlib.ExitStack()
         try:
-            tmp = self._stack.enter_context(atomic_path(self.path))
+            if self.atomic:
+                tmp = self._stack.enter_context(atomic_path(self.path))
+            else:  # the caller's own temporary file (an AtomicSet member): written in place
+                tmp = self.path
             f = self._file = h5py.File(tmp, "w")
             self._stack.callback(f.close)
             f.attrs.update(self._attrs)
@@ -399,10 +455,7 @@ class StoreReader:
     def __init__(self, path):
         self.path = Path(path)
         self._file = None
-        if not self.path.exists():
-            raise InputError("file not found", self.path)
-        if self.path.is_dir():
-            raise InputError("is a directory, expected a predictions store (.h5)", self.path)
+        check_input_file(self.path, "a predictions store (.h5)")
         try:
             # No HDF5 chunk cache: readers read whole row ranges, and with dozens of members held
             # open the cache kept every chunk ever read (measured: RSS grew by the data read).
@@ -438,15 +491,15 @@ class StoreReader:
         if layout not in ("topk", "full"):
             raise InputError(f"unknown layout {layout!r}", p)
         for name in ("ids", "scores") + (("indices",) if layout == "topk" else ()):
-            if name not in f or not isinstance(f[name], h5py.Dataset):
-                raise InputError(f"missing dataset {name!r}", p)
+            check_dataset(f, name, p)
         n, C, k = int(attrs["n"]), int(attrs["num_classes"]), int(attrs["k"])
         ids_ds, scores_ds = f["ids"], f["scores"]
-        if C < 1:
-            raise InputError(f"num_classes attribute is {C}", p)
+        if not 1 <= C <= MAX_CLASSES:
+            raise InputError(f"num_classes attribute is {C}, expected 1 to {MAX_CLASSES}", p)
         if ids_ds.shape != (n,) or ids_ds.dtype.kind != "S":
             raise InputError(f"dataset 'ids' has shape {ids_ds.shape} dtype {ids_ds.dtype}, expected "
                              f"({n},) fixed-length bytes", p)
+        check_id_width(ids_ds, p)
         if scores_ds.dtype not in (np.dtype("<f4"), np.dtype("<f2")) or scores_ds.ndim != 2:
             raise InputError(f"dataset 'scores' has dtype {scores_ds.dtype} and {scores_ds.ndim} dims, "
                              f"expected 2-D float32 or float16", p)
@@ -468,13 +521,11 @@ class StoreReader:
                                  f"num_classes={C})", p)
             self._indices = None
         self._scores = scores_ds
-        try:
-            config = json.loads(_str(attrs["config"]))
-            extra = json.loads(_str(attrs["extra"]))
-        except ValueError:
-            raise InputError("attribute config or extra is not valid JSON", p) from None
-        self.meta = StoreMeta(format_version=version, model=_str(attrs["model"]),
-                              split=_str(attrs["split"]), crop=_str(attrs["crop"]), num_classes=C,
+        config, extra = _json_object(f, "config", p), _json_object(f, "extra", p)
+        model = _check_name("attribute model", _str(attrs["model"]), p)
+        split = _check_name("attribute split", _str(attrs["split"]), p)
+        crop = _check_crop(_str(attrs["crop"]), p)
+        self.meta = StoreMeta(format_version=version, model=model, split=split, crop=crop, num_classes=C,
                               k=k if layout == "topk" else None, layout=layout, n=n, config=config,
                               created=_str(attrs["created"]), checksum=_str(attrs["checksum"]),
                               extra=extra)
@@ -580,20 +631,107 @@ class StoreReader:
                            None if indices is None else indices[inverse], self.meta.num_classes)
 
     def verify(self, chunk_rows: int = READ_ROWS) -> None:
-        """Recompute the checksum over all rows; InputError if it differs from the stored one."""
+        """Recompute the checksum over all rows, streaming; InputError if it differs from the stored one.
+
+        Memory: one chunk of ``chunk_rows`` rows. On a mismatch the rows are
+        checked too, so that the error names a bad row (NaN, label out of
+        range, ...) when there is one, and the mismatch otherwise.
+        """
         h = _Checksum(self.meta.num_classes)
         h.update_ids(self._raw_ids)
         for a in range(0, self.meta.n, chunk_rows):
             scores, indices = self._raw(a, min(a + chunk_rows, self.meta.n))
             h.update(indices, scores, self._scores.dtype.newbyteorder("<"))
+        if h.hexdigest() != self.meta.checksum:
+            for a in range(0, self.meta.n, chunk_rows):  # say what is wrong when a row check can tell
+                self._block(a, min(a + chunk_rows, self.meta.n))
+        self._compare(h)
+
+    def read_verified(self) -> Predictions:
+        """All rows (validated), their checksum checked against the stored one on the same data."""
+        pred = self.read()
+        h = _Checksum(self.meta.num_classes)
+        h.update_ids(self._raw_ids)
+        h.update(pred.indices, pred.scores, self._scores.dtype.newbyteorder("<"))
+        self._compare(h)
+        return pred
+
+    def _compare(self, h: "_Checksum") -> None:
         got = h.hexdigest()
         if got != self.meta.checksum:
-            raise InputError(f"checksum mismatch: stored {self.meta.checksum[:12]}..., "
-                             f"computed {got[:12]}... (file modified or corrupt)", self.path)
+            raise InputError(f"checksum mismatch: stored {self.meta.checksum[:12] or 'nothing'}..., "
+                             f"computed {got[:12]}... (file modified or corrupt; --no-verify skips "
+                             f"this check)", self.path)
 
 
 def _str(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def check_input_file(path: Path, expected: str) -> None:
+    """InputError unless ``path`` is a regular file (after symbolic links): never open a FIFO
+    (it would block), a device or a directory as a store or labels file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise InputError(f"dangling symbolic link (to {os.readlink(path)!r})", path) from None
+        raise InputError("file not found", path) from None
+    except OSError as err:
+        raise InputError(f"cannot read ({err.strerror or err})", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"is a directory, expected {expected}", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"is {file_kind(st.st_mode)}, expected {expected} (a regular file)", path)
+
+
+def check_dataset(f: h5py.File, name: str, path) -> h5py.Dataset:
+    """The dataset ``name`` of ``f``, stored in this file: no soft or external link, no external
+    raw-data file, no virtual dataset, chunks of at most MAX_CHUNK_BYTES."""
+    link = f.get(name, getlink=True)
+    if link is None:
+        raise InputError(f"missing dataset {name!r}", path)
+    if not isinstance(link, h5py.HardLink):
+        raise InputError(f"{name!r} is an HDF5 {type(link).__name__} (to another object or file); "
+                         f"a store's datasets must be stored in the file itself", path)
+    ds = f[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(f"missing dataset {name!r} (found a {type(ds).__name__})", path)
+    if ds.is_virtual:
+        raise InputError(f"dataset {name!r} is an HDF5 virtual dataset (data in other files); refused",
+                         path)
+    if ds.id.get_create_plist().get_external_count():
+        raise InputError(f"dataset {name!r} keeps its data in external raw files; refused", path)
+    if ds.chunks is not None:
+        nbytes = int(np.prod(ds.chunks, dtype=np.int64)) * ds.dtype.itemsize
+        if nbytes > MAX_CHUNK_BYTES:
+            raise InputError(f"dataset {name!r} has chunks of {nbytes / 2**20:.0f} MiB "
+                             f"(at most {MAX_CHUNK_BYTES >> 20} MiB)", path)
+    return ds
+
+
+def check_id_width(ids_ds: h5py.Dataset, path) -> None:
+    """Refuse an ``ids`` dataset wider than MAX_ID_BYTES before reading it."""
+    width = ids_ds.dtype.itemsize
+    if width > MAX_ID_BYTES:
+        raise InputError(f"dataset 'ids' is {width} bytes wide: video ids are at most {MAX_ID_BYTES} "
+                         f"bytes (FORMAT.md)", path)
+
+
+def _json_object(f: h5py.File, name: str, path) -> dict:
+    """The JSON-object attribute ``name`` (config, extra), decoded."""
+    text = _str(f.attrs[name])  # costs what the file holds (an attribute is never compressed)
+    if len(text) > MAX_ATTR_BYTES:  # but parsing it would cost many times that
+        raise InputError(f"attribute {name} is {len(text)} characters long (at most {MAX_ATTR_BYTES})", path)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InputError(f"attribute {name} is not valid JSON", path) from None
+    if not isinstance(value, dict):
+        kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+            type(value), "null")
+        raise InputError(f"attribute {name} is a JSON {kind}, expected an object", path)
+    return value
 
 
 def _oserror(err: BaseException) -> str:
@@ -605,10 +743,10 @@ def open_store(path) -> StoreReader:
     return StoreReader(path)
 
 
-def read_store(path) -> Predictions:
-    """Whole store as validated Predictions."""
+def read_store(path, *, verify: bool = False) -> Predictions:
+    """Whole store as validated Predictions; with ``verify``, its checksum checked too."""
     with open_store(path) as r:
-        return r.read()
+        return r.read_verified() if verify else r.read()
 
 
 def expand_paths(patterns, suffix: str = ".h5") -> list[Path]:
@@ -617,30 +755,42 @@ def expand_paths(patterns, suffix: str = ".h5") -> list[Path]:
     Names starting with ``"."`` (temporary files of atomic writes) are skipped
     in directories and globs. An item matching nothing is an InputError.
     Order is kept: items in the given order, each expanded sorted.
+
+    Nothing that matches is dropped for being unreadable: a dangling symbolic
+    link, a FIFO, a device or a directory named ``*suffix`` is returned, and
+    the opener (:func:`open_store`, ``read_labels``) refuses it with a reason.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
     out: list[Path] = []
     for pat in patterns:
-        p = Path(pat)
-        if p.is_file():
+        text = os.fspath(pat)
+        p = Path(text)
+        if p.is_dir():
+            found = _listing(p, suffix)
+        elif os.path.lexists(p):
             found = [p]
-        elif p.is_dir():
-            found = sorted(q for q in p.iterdir()
-                           if q.is_file() and q.name.endswith(suffix) and not q.name.startswith("."))
-        else:
+        elif glob.has_magic(text):
             found = []
-            for m in sorted(glob.glob(os.fspath(pat))):
+            for m in sorted(glob.glob(text)):
                 q = Path(m)
                 if q.name.startswith("."):
                     continue
-                if q.is_dir():
-                    found += sorted(r for r in q.iterdir() if r.is_file() and r.name.endswith(suffix)
-                                    and not r.name.startswith("."))
-                elif q.is_file():
-                    found.append(q)
+                # a directory matched by the glob is expanded, unless it is named like a store
+                found += _listing(q, suffix) if q.is_dir() and not q.name.endswith(suffix) else [q]
+        else:
+            found = []
         if not found:
-            raise InputError(f"no {suffix} file matches" if p.is_dir() or any(c in str(pat) for c in "*?[")
+            raise InputError(f"no {suffix} file matches" if p.is_dir() or glob.has_magic(text)
                              else "file not found", pat)
         out += found
     return out
+
+
+def _listing(d: Path, suffix: str) -> list[Path]:
+    """The non-hidden entries of ``d`` named ``*suffix``, whatever their type, sorted."""
+    try:
+        names = os.listdir(d)
+    except OSError as err:
+        raise InputError(f"cannot list the directory ({err.strerror or err})", d) from None
+    return sorted(d / n for n in names if n.endswith(suffix) and not n.startswith("."))

@@ -58,7 +58,7 @@ def row_index(ids: np.ndarray, wanted: np.ndarray, what: str = "ids") -> np.ndar
     if not ok.all():
         missing = wanted[~ok]
         raise AlignmentError(f"{len(missing)} of {len(wanted)} video ids missing from {what} "
-                             f"(first: {missing[0]!r})")
+                             f"(first: {str(missing[0])!r})")
     return found.astype(np.int64)
 
 

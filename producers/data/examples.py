@@ -12,7 +12,8 @@ feature lists ``rgb`` and ``audio`` with one bytes feature per frame holding the
 quantised uint8 vector (1024 resp. 128 bytes). Decoding dequantises exactly as
 the official starter code: ``x * (4 / 255) + (4 / 512 - 2)`` in float32.
 
-Decoders raise ``ValueError`` with a short reason; the readers in
+Decoders raise ``ValueError`` with a short reason (a missing or malformed
+feature, a NaN or inf feature value, an empty or over-long id); the readers in
 :mod:`producers.data.readers` wrap it into an InputError naming file and record.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from tfrecord import example_pb2
+
+from predictions.store import MAX_ID_BYTES
 
 #: Video-level feature sizes of YouTube-8M.
 VIDEO_FEATURE_SIZES = {"mean_rgb": 1024, "mean_audio": 128}
@@ -99,8 +102,13 @@ def _get_id(features) -> str:
     f = features["id"]
     if f.WhichOneof("kind") != "bytes_list" or len(f.bytes_list.value) != 1:
         raise ValueError("feature 'id' is not a single bytes value")
+    raw = f.bytes_list.value[0]
+    if not raw:
+        raise ValueError("feature 'id' is empty")
+    if len(raw) > MAX_ID_BYTES:
+        raise ValueError(f"feature 'id' is {len(raw)} bytes long (at most {MAX_ID_BYTES})")
     try:
-        return f.bytes_list.value[0].decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("feature 'id' is not valid UTF-8") from None
 
@@ -128,6 +136,11 @@ def _get_floats(features, name: str, size: int) -> np.ndarray:
     values = np.array(f.float_list.value, dtype=np.float32)
     if values.size != size:
         raise ValueError(f"feature '{name}' has {values.size} values, expected {size}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        j = int(np.argmin(finite))
+        raise ValueError(f"feature '{name}' holds {'NaN' if np.isnan(values[j]) else 'inf'} "
+                         f"(value {j} of {size}; {int((~finite).sum())} not finite)")
     return values
 
 
@@ -244,6 +257,13 @@ def decode_video_id(payload: bytes) -> str:
     """
     msg = _parse(example_pb2.Example(), payload, "tf.train.Example")
     return _get_id(msg.features.feature)
+
+
+def decode_video_id_labels(payload: bytes) -> tuple[str, np.ndarray]:
+    """The ``id`` and ``labels`` of a video- or frame-level record (the frames are not decoded)."""
+    msg = _parse(example_pb2.Example(), payload, "tf.train.Example")
+    features = msg.features.feature
+    return _get_id(features), _get_labels(features)
 
 
 # ----------------------------------------------------------------------------- frame level

@@ -16,7 +16,7 @@ import numpy as np
 from predictions.errors import InputError
 from predictions.types import Labels, as_ids
 
-from .examples import FrameExample, VideoExample, decode_frame, decode_video, decode_video_id
+from .examples import FrameExample, VideoExample, decode_frame, decode_video, decode_video_id, decode_video_id_labels
 from .tfrecord_io import iter_payloads
 
 T = TypeVar("T")
@@ -28,7 +28,10 @@ def expand_shards(patterns: Patterns) -> list[Path]:
     """Shard paths named by ``patterns``: files, directories (their ``*.tfrecord``) or globs.
 
     Returns the sorted, de-duplicated list. InputError when a pattern matches
-    nothing or when the overall list is empty.
+    nothing or when the overall list is empty. Nothing named is dropped for
+    being unreadable: a dangling symbolic link, a FIFO, a device or a directory
+    named ``*.tfrecord`` among the shards is kept here and refused by the
+    reader (:func:`iter_payloads`); a glob skips other directories.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
@@ -37,13 +40,13 @@ def expand_shards(patterns: Patterns) -> list[Path]:
         text = os.fspath(pattern)
         path = Path(text)
         if path.is_dir():
-            matches = [p for p in path.glob("*.tfrecord") if p.is_file()]
+            matches = list(path.glob("*.tfrecord"))
             if not matches:
                 raise InputError("directory holds no *.tfrecord files", path)
-        elif path.is_file():
+        elif os.path.lexists(path):
             matches = [path]
         elif _GLOB_CHARS & set(text):
-            matches = [Path(p) for p in glob.glob(text) if Path(p).is_file()]
+            matches = [Path(p) for p in glob.glob(text) if not Path(p).is_dir() or p.endswith(".tfrecord")]
             if not matches:
                 raise InputError("pattern matches no files", text)
         else:
@@ -100,27 +103,48 @@ def iter_frame(patterns: Patterns, *, max_frames: int | None = 300,
     return _iter_decoded(patterns, lambda p: decode_frame(p, max_frames=max_frames), progress)
 
 
-def scan_ids(patterns: Patterns, level: str = "video") -> np.ndarray:
+def scan_ids(patterns: Patterns, level: str = "video", *, require_labels: bool = False) -> np.ndarray:
     """(n,) unicode array of the video ids in file order, decoding only the ``id`` feature.
 
     ``level`` ("video" or "frame") is accepted for symmetry: both record kinds
     keep the id where an Example keeps its features, so the scan is the same.
+    ``require_labels`` (training shards): InputError naming a shard in which
+    no video has a label (test shards among the training ones).
     """
     if level not in ("video", "frame"):
         raise InputError(f"level must be 'video' or 'frame', got {level!r}")
-    ids = list(_iter_decoded(patterns, decode_video_id, False))
+    if not require_labels:
+        ids = list(_iter_decoded(patterns, decode_video_id, False))
+    else:
+        ids, counts = [], {}
+        for path, _, (vid, labels) in _iter_records(patterns, decode_video_id_labels, False):
+            ids.append(vid)
+            c = counts.setdefault(path, [0, 0])
+            c[0] += 1
+            c[1] += bool(labels.size)
+        _check_labelled(counts)
     return as_ids(np.array(ids, dtype=str)) if ids else np.zeros(0, dtype="<U1")
 
 
-def load_video_level(patterns: Patterns, *, ids=None, num_classes: int = 3862,
-                     progress: bool = False) -> tuple[np.ndarray, np.ndarray, Labels]:
+def _check_labelled(counts: dict[Path, list[int]]) -> None:
+    """``counts``: {shard: [videos, labelled videos]}; InputError for a shard without any label."""
+    for path, (n, labelled) in counts.items():
+        if n and not labelled:
+            raise InputError(f"none of the {n} videos of this training shard has a label (test shards "
+                             f"given as training data?)", path)
+
+
+def load_video_level(patterns: Patterns, *, ids=None, num_classes: int = 3862, progress: bool = False,
+                     require_labels: bool = False) -> tuple[np.ndarray, np.ndarray, Labels]:
     """Load video-level shards into memory.
 
     Returns ``(ids, X, labels)``: ids (n,) unicode in file order; X (n, 1152)
     float32 = mean_rgb (1024) then mean_audio (128); labels a
     :class:`~predictions.types.Labels` (sorted unique label ids per video).
     When ``ids`` is given only records with an id in it are kept. InputError on a
-    duplicate id (naming the file and the id) or a label id >= ``num_classes``.
+    duplicate id (naming the file and the id) or a label id >= ``num_classes``;
+    a NaN or inf feature names its file and record. ``require_labels``
+    (training shards): InputError naming a shard in which no video has a label.
     """
     if num_classes < 1:
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
@@ -129,9 +153,13 @@ def load_video_level(patterns: Patterns, *, ids=None, num_classes: int = 3862,
     out_ids: list[str] = []
     rows: list[np.ndarray] = []
     label_lists: list[np.ndarray] = []
+    counts: dict[Path, list[int]] = {}
     for path, i, ex in _iter_records(patterns, decode_video, progress):
         if keep is not None and ex.id not in keep:
             continue
+        c = counts.setdefault(path, [0, 0])
+        c[0] += 1
+        c[1] += bool(ex.labels.size)
         if ex.id in seen:
             where = "earlier in this file" if seen[ex.id] == path else f"first seen in {seen[ex.id]}"
             raise InputError(f"record {i}: duplicate video id {ex.id!r} ({where})", path)
@@ -141,6 +169,8 @@ def load_video_level(patterns: Patterns, *, ids=None, num_classes: int = 3862,
         out_ids.append(ex.id)
         rows.append(np.concatenate([ex.mean_rgb, ex.mean_audio]))
         label_lists.append(ex.labels)
+    if require_labels:
+        _check_labelled(counts)
     X = np.stack(rows) if rows else np.zeros((0, 1152), np.float32)
     labels = _csr_labels(out_ids, label_lists, num_classes)
     return labels.ids, X, labels

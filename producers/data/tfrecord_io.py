@@ -16,13 +16,14 @@ naming the file and the 0-based record number.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import crc32c
 
-from predictions.atomic import atomic_path
+from predictions.atomic import atomic_path, file_kind
 from predictions.errors import InputError
 
 _HEADER = struct.Struct("<QI")
@@ -48,6 +49,17 @@ def iter_payloads(path: str | os.PathLike) -> Iterator[bytes]:
     ``"<path>: cannot read (...)"`` when the file cannot be opened.
     """
     path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise InputError(f"cannot read (dangling symbolic link to {os.readlink(path)!r})", path) from None
+    except OSError:
+        pass  # open() below says why
+    else:
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never ends
+            raise InputError(f"cannot read: is {file_kind(st.st_mode)}, expected a TFRecord shard "
+                             f"(a regular file)", path)
     try:
         fh = open(path, "rb", buffering=_BUFFER)
     except OSError as err:

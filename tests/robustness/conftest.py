@@ -6,14 +6,22 @@ Helpers
 ``assert_clear_error(rc, err, prog, *needles)``: exit 1, stderr one line starting
 ``"<prog>: error: "`` and holding every needle (typically the file name and the problem).
 ``snapshot(root)``: {relative path: sha256} of every file under ``root`` (temporary
-``.*.tmp*`` files included), to assert that a failed command left nothing behind.
+``.*.tmp*`` files included; FIFOs, devices and links by their mode, never read), to
+assert that a failed command left nothing behind.
 ``make_store(path, ...)``: a small valid top-k store with known content.
 ``job_toml(path, ...)``: a small ``produce`` job config.
+``special(kind, path)``: make a FIFO, a character device (the null device's numbers, made
+with ``os.mknod`` in the test's own tmp dir), a dangling symbolic link or a directory at
+``path``; ``still_special(kind, path)`` checks it was left as it was.
+``dead_pid()``: the pid of a process that has exited.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +50,8 @@ def assert_clear_error(rc: int, err: str, prog: str, *needles: str) -> str:
     line = lines[0]
     assert line.startswith(f"{prog}: error: "), line
     assert "Traceback" not in err
+    for numpy_repr in ("np.str_(", "np.int64(", "np.float32(", "np.float64(", "np.bytes_("):
+        assert numpy_repr not in line, f"numpy scalar repr in the message: {line!r}"
     for n in needles:
         assert str(n) in line, f"{n!r} not in {line!r}"
     return line
@@ -52,10 +62,15 @@ def snapshot(root) -> dict[str, str]:
     if not root.exists():
         return {}
     out = {}
-    for dirpath, _, files in os.walk(root):
-        for f in files:
+    for dirpath, dirs, files in os.walk(root):
+        for f in files + [d for d in dirs if os.path.islink(Path(dirpath) / d)]:
             p = Path(dirpath) / f
-            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:  # never read a FIFO or a device: record what it is
+                out[str(p.relative_to(root))] = f"mode {oct(st.st_mode)}" + (
+                    f" -> {os.readlink(p)}" if stat.S_ISLNK(st.st_mode) else "")
     return out
 
 
@@ -115,3 +130,44 @@ def small_data(tmp_path_factory) -> Path:
     generate(root, n_train=60, n_test=10, num_classes=C, level="both", shards=2, seed=0,
              min_frames=5, max_frames=12)
     return root
+
+
+SPECIAL_KINDS = ("fifo", "chardev", "dangling-link", "link-to-chardev", "directory")
+
+
+def special(kind: str, path) -> Path:
+    """Create a non-regular file ``kind`` at ``path`` (inside the test's tmp dir only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind in ("chardev", "link-to-chardev"):
+        node = path if kind == "chardev" else path.with_name(path.name + ".node")
+        try:
+            os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # the null device's numbers
+        except PermissionError:
+            pytest.skip("cannot create a device node here (not root)")
+        if kind == "link-to-chardev":
+            path.symlink_to(node)
+    elif kind == "dangling-link":
+        path.symlink_to(path.with_name("nowhere-" + path.name))
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        raise ValueError(kind)
+    return path
+
+
+def still_special(kind: str, path) -> None:
+    st = os.lstat(path)
+    test = {"fifo": stat.S_ISFIFO, "chardev": stat.S_ISCHR, "dangling-link": stat.S_ISLNK,
+            "link-to-chardev": stat.S_ISLNK, "directory": stat.S_ISDIR}[kind]
+    assert test(st.st_mode), f"{path} was replaced (mode {oct(st.st_mode)})"
+    if kind == "link-to-chardev":
+        assert stat.S_ISCHR(os.stat(path).st_mode)
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid

@@ -261,8 +261,6 @@ def test_bad_store(case, command, tmp_path, capsys):
         argv = ["evaluate", "--members", d, "--labels", labels, "--quiet"]
     else:
         argv = ["submit", m1, "--out", out / "sub.csv", "--quiet"]
-    if case == "directory" and command != "submit":
-        pytest.skip("a directory member is expanded, not opened")
     rc, err = cli(ensemble, argv, capsys)
     line = assert_clear_error(rc, err, "ensemble", "m1.heldout.full.h5")
     _problem_seen(line, problem)
