@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--allow-mixed-k", action="store_true", help="accept members with different top-k widths")
     b.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the chunked work on a Dask cluster (tcp://host:port, or local[:N] for a LocalCluster)")
+    b.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="check each store's checksum before using it (default; streaming, about the cost of "
+                        "reading the store once more); --no-verify skips it")
 
     e = add("evaluate", "print GAP@20, MAP, Hit@1 and PERR of stores against labels",
             "example:\n  ensemble evaluate --members 'runs/demo/predictions/*.h5' --labels runs/demo/labels --split eval")
@@ -75,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--chunk-rows", type=int, default=50000, help="videos per streamed chunk")
     e.add_argument("--fold-crops", choices=("mean", "none"), default="mean")
     e.add_argument("--scheduler", metavar="ADDRESS", help="read and score chunks on a Dask cluster")
+    e.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="check each store's checksum before using it (default; streaming, about the cost of "
+                        "reading the store once more); --no-verify skips it")
 
     s = add("submit", "write a Kaggle submission CSV from a store",
             "example:\n  ensemble submit runs/demo/predictions/ens-uniform.test.full.h5 --out submission.csv")
@@ -82,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="CSV to write (atomically)")
     s.add_argument("--top", type=int, default=20, help="label/score pairs per video (default 20)")
     s.add_argument("--precision", type=int, default=6, help="decimals of each score (default 6)")
+    s.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="check each store's checksum before using it (default; streaming, about the cost of "
+                        "reading the store once more); --no-verify skips it")
 
     i = add("import", "convert a Kaggle CSV (or rank-only VideoId,Label CSV) into a store",
             "example:\n  ensemble import team_a.csv --model team_a --split test --classes 3862 --out preds/")
@@ -132,7 +141,7 @@ def _cmd_build(args) -> dict:
         rec = build(args.members, scheme=args.scheme, params=dict(args.param), labels=args.labels, out=args.out,
                     name=args.name, fit_split=args.fit_split, k=args.k, n_folds=args.folds, random_state=args.seed,
                     chunk_rows=args.chunk_rows, fold_crops=args.fold_crops, member_k=args.member_k,
-                    require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k,
+                    require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k, verify=args.verify,
                     progress=not (args.quiet or args.json), command=shlex.join(["ensemble"] + sys.argv[1:]),
                     log=lambda t: _say(args, t), client=client)
     _say(args, _build_summary(rec))
@@ -163,26 +172,52 @@ def _build_summary(rec) -> str:
     return "\n".join(lines)
 
 
+def _positive(option: str, value) -> None:
+    if value is not None and value < 1:
+        raise InputError(f"{option} must be a positive integer, got {value}")
+
+
 def _cmd_evaluate(args) -> list:
-    from .evaluate import evaluate_members, find_labels, format_table
-    from .members import discover
-    truth = find_labels(args.labels)
-    if args.split not in truth:
-        raise InputError(f"no labels.{args.split}.h5 among {args.labels}")
+    from predictions.labels import read_labels
+
+    from .evaluate import check_labels_cover, evaluate_members, find_label_files, format_table
+    from .members import discover, verify_members
+    _positive("--k", args.k)
+    _positive("--chunk-rows", args.chunk_rows)
+    files = find_label_files(args.labels)
+    if args.split not in files:
+        raise InputError(f"no labels.{args.split}.h5 among {', '.join(args.labels)}")
+    truth = read_labels(files[args.split])
     by_split = discover(args.members, fold_crops=args.fold_crops)
     if args.split not in by_split:
-        raise InputError(f"no store of split {args.split!r} among {args.members}")
+        raise InputError(f"no store of split {args.split!r} among {', '.join(args.members)}; splits found: "
+                         f"{', '.join(sorted(by_split)) or 'none'}")
+    members = by_split[args.split]
+    for m in members:
+        for r in m.readers:
+            if len(r) == 0:
+                raise InputError("the store holds no video: nothing to evaluate", r.path)
+    if args.verify:
+        verify_members(members, progress=not (args.quiet or args.json))
+    for m in members:
+        for r in m.readers:
+            check_labels_cover(truth, r.ids, files[args.split], r.path)
     with _client(args.scheduler) as client:
-        rows = evaluate_members(by_split[args.split], truth[args.split], k=args.k, chunk_rows=args.chunk_rows,
-                                client=client)
+        rows = evaluate_members(members, truth, k=args.k, chunk_rows=args.chunk_rows, client=client)
     _say(args, f"{args.split} split, GAP@{args.k}:\n" + format_table(rows))
     return rows
 
 
 def _cmd_submit(args) -> dict:
+    from predictions.atomic import check_not_input, check_target
     from predictions.csvio import write_submission
     from predictions.store import read_store
-    pred = read_store(args.store)
+    _positive("--top", args.top)
+    check_target(args.out, what="submission")
+    check_not_input(args.out, [args.store], what="submission")
+    pred = read_store(args.store, verify=args.verify)
+    if len(pred) == 0:
+        raise InputError("the store holds no video: a submission needs at least one row", args.store)
     write_submission(args.out, pred, top=args.top, precision=args.precision)
     _say(args, f"wrote {args.out}: {len(pred)} videos, top {args.top}")
     return {"out": args.out, "videos": len(pred), "top": args.top}
@@ -190,8 +225,18 @@ def _cmd_submit(args) -> dict:
 
 def _cmd_import(args) -> dict:
     from pathlib import Path
+    from predictions.atomic import check_not_input, check_target
     from predictions.csvio import read_rank_csv, read_submission
-    from predictions.store import write_store
+    from predictions.store import MAX_CLASSES, check_ids, check_input_file, check_name, store_name, write_store
+    if not 1 <= args.classes <= MAX_CLASSES:
+        raise InputError(f"--classes must be in [1, {MAX_CLASSES}], got {args.classes}")
+    check_name("--model", args.model)
+    check_name("--split", args.split)
+    out = Path(args.out)
+    path = out if out.suffix == ".h5" and not out.is_dir() else out / store_name(args.model, args.split)
+    check_target(path)
+    check_not_input(path, [args.csv], what="store")
+    check_input_file(Path(args.csv), "a CSV file")  # a FIFO would block, a directory is no CSV
     try:
         with open(args.csv, encoding="utf-8-sig", errors="replace") as fh:
             header = fh.readline().strip()
@@ -199,8 +244,9 @@ def _cmd_import(args) -> dict:
         raise InputError(f"cannot read file ({err.strerror or err})", args.csv) from None
     reader = read_rank_csv if header.replace(" ", "") == "VideoId,Label" else read_submission
     pred = reader(args.csv, args.classes)
-    out = Path(args.out)
-    path = out if out.suffix == ".h5" else out / f"{args.model}.{args.split}.full.h5"
+    if len(pred) == 0:
+        raise InputError("no video rows after the header: nothing to import", args.csv)
+    check_ids(pred.ids, args.csv)
     write_store(path, pred, model=args.model, split=args.split, config={"imported_from": str(args.csv)})
     _say(args, f"wrote {path}: {len(pred)} videos, k={pred.k}")
     return {"out": str(path), "videos": len(pred), "k": pred.k}
@@ -237,6 +283,10 @@ def main(argv=None) -> int:
         result = handler(args)
     except InputError as err:
         print(f"ensemble: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a last net: any file-system error not already turned into an InputError
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"ensemble: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ensemble: interrupted", file=sys.stderr)
