@@ -36,9 +36,9 @@ fi
 run_job() {  # run_job NAME CONFIG: train, predict, record the wall times
   local name=$1 cfg=$2 t0 t1 t2
   t0=$(date +%s)
-  produce train "$cfg" --restart --quiet
+  if ! produce train "$cfg" --restart --quiet; then echo "$name: training failed"; return 0; fi
   t1=$(date +%s)
-  produce predict "$cfg" --quiet
+  if ! produce predict "$cfg" --quiet; then echo "$name: prediction failed"; return 0; fi
   t2=$(date +%s)
   load=$(cut -d" " -f1 /proc/loadavg)
   echo "{\"model\": \"$name\", \"train_s\": $((t1 - t0)), \"predict_s\": $((t2 - t1)), \"load\": $load}" \
