@@ -409,7 +409,8 @@ class ResidualLSTM(_PooledRNN):
 
 @register_model("stacked_bilstm_pool", level="frame")
 class StackedBiLSTMPool(FrameModel):
-    """Stacked BiLSTM whose two directions are max- (or mean-) pooled into one vector per frame between layers (Garg 2018).
+    """Stacked BiLSTM whose two directions are max- (or mean-) pooled into one vector per frame between layers
+    (Garg 2018).
 
     Garg's bidirectional variant: each layer's forward and backward outputs
     are pooled element-wise (``direction_pool``) into the next layer's input;
@@ -458,7 +459,8 @@ class AttentionBiGRU(FrameModel):
 
 @register_model("multi_attention", level="frame")
 class MultiAttention(FrameModel):
-    """One attention query per vertical over a Bi-GRU; each class reads its own vertical's vector (Tang et al. 2017, Multi-ATT).
+    """One attention query per vertical over a Bi-GRU; each class reads its own vertical's vector
+    (Tang et al. 2017, Multi-ATT).
 
     The encoder of :class:`AttentionBiGRU` with one query per vertical
     (``tanh`` of each pooled vector, H = ``hidden_size``); the classes of
@@ -484,7 +486,8 @@ class MultiAttention(FrameModel):
 
 @register_model("split_attention", level="frame")
 class SplitAttention(FrameModel):
-    """One attention BiLSTM per modality, rgb and audio, pooled vectors concatenated (Tang et al. 2017, split attention).
+    """One attention BiLSTM per modality, rgb and audio, pooled vectors concatenated
+    (Tang et al. 2017, split attention).
 
     Each modality (rgb: the first ``input_dim - audio_dim`` features, audio:
     the last ``audio_dim`` = 128) has its own one-layer BiLSTM (directions
@@ -551,7 +554,8 @@ class MaxPoolBiLSTM(_TangBiLSTM):
 
 @register_model("random_bilstm", level="frame")
 class RandomBiLSTM(_TangBiLSTM):
-    """BiLSTM on one frame in each group of 5: random in training, the middle one at prediction (Tang et al. 2017, RLSTM).
+    """BiLSTM on one frame in each group of 5: random in training, the middle one at prediction
+    (Tang et al. 2017, RLSTM).
 
     With ``[train] frames = "all"`` (up to 300 frames) the BiLSTM runs 60
     steps, as Tang et al. describe. Defaults: ``group`` 5, one layer of
@@ -588,7 +592,8 @@ class RandomBiLSTM(_TangBiLSTM):
 
 @register_model("hier_bilstm", level="frame")
 class HierBiLSTM(_TangBiLSTM):
-    """Hierarchical BiLSTM: one BiLSTM shared by every chunk of frames, a second over the chunk summaries (Tang et al. 2017, HLSTM).
+    """Hierarchical BiLSTM: one BiLSTM shared by every chunk of frames, a second over the chunk summaries
+    (Tang et al. 2017, HLSTM).
 
     The video is cut into chunks of ``chunk_size`` (10) frames; the first-level
     BiLSTM (one set of cell parameters shared by all chunks) summarises each
@@ -689,7 +694,8 @@ class LayerNormLSTM(FrameModel):
 
 @register_model("three_point_attention", level="frame")
 class ThreePointAttention(FrameModel):
-    """Attention over the BiLSTM outputs at 1/3, 2/3 and the end of the valid frames (Zou et al. 2017, 3-point attention).
+    """Attention over the BiLSTM outputs at 1/3, 2/3 and the end of the valid frames
+    (Zou et al. 2017, 3-point attention).
 
     A one-layer BiLSTM of ``hidden_size`` (1024) units per direction; its
     outputs at frames ``ceil(k L / 3) - 1`` (k = 1, 2, 3; L valid frames) are
@@ -717,7 +723,8 @@ class ThreePointAttention(FrameModel):
 
 @register_model("late_fusion", level="frame")
 class LateFusion(FrameModel):
-    """An LSTM per modality whose output sequences are concatenated into the next LSTM layer (Zou et al. 2017, late fusion).
+    """An LSTM per modality whose output sequences are concatenated into the next LSTM layer
+    (Zou et al. 2017, late fusion).
 
     rgb (the first ``input_dim - audio_dim`` features) and audio (the last
     ``audio_dim`` = 128) each go through their own LSTM layer
@@ -806,7 +813,8 @@ class NetVLADModel(_LearnablePooling):
 
 @register_model("netrvlad", level="frame")
 class NetRVLADModel(_LearnablePooling):
-    """Gated NetRVLAD, residual-less VLAD (no cluster centres subtracted), rgb and audio apart (Miech et al. 2017, Section 3).
+    """Gated NetRVLAD, residual-less VLAD (no cluster centres subtracted), rgb and audio apart
+    (Miech et al. 2017, Section 3).
 
     As :class:`NetVLADModel` with :class:`~producers.models.pooling.VLADPool`
     ``residual=False``: 256 rgb / 128 audio clusters, hidden 1024, gated (the
@@ -867,7 +875,8 @@ class SoftDBoFModel(_LearnablePooling):
 
 @register_model("gated_dbof", level="frame")
 class GatedDBoFModel(_LearnablePooling):
-    """Gated soft-DBoF: the rgb bag gated by its own max-pooled assignments (Miech et al. 2017, WILLOW "gated soft-DBoW").
+    """Gated soft-DBoF: the rgb bag gated by its own max-pooled assignments
+    (Miech et al. 2017, WILLOW "gated soft-DBoW").
 
     rgb: :class:`~producers.models.pooling.GatedBoFPool` (``cluster_size``
     4096, gate rank = the rgb width 1024, as the WILLOW code); audio:

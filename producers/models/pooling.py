@@ -58,7 +58,7 @@ class SoftAssignment(nn.Module):
 
 
 class ClusterPool(nn.Module):
-    """Base: a :class:`SoftAssignment` of ``dim``-wide frames to ``clusters`` clusters; ``out_dim`` set by subclasses."""
+    """Base: a :class:`SoftAssignment` of ``dim``-wide frames to ``clusters`` clusters (``out_dim``: subclasses)."""
 
     out_dim: int
 
