@@ -5,8 +5,13 @@ In a notebook (see docs/python-api.md for a tour)::
     import ensembler
     heldout = ensembler.load_members("runs/demo/predictions", split="heldout")   # {name: Predictions}
     fit = ensembler.fit_ensemble(heldout, labels, "caruana", n_folds=5, random_state=0)
-    fit.estimate, fit.best_single           # cross-fitted GAP@20, best member
+    fit.estimate, fit.std_error, fit.best_single    # cross-fitted GAP@20 +- fold s.e., best member
     pred = fit.predict(ensembler.load_members("runs/demo/predictions", split="test"))
+
+The final model of a learned scheme is the average of its cross-fit's fold
+models (:class:`FoldBag`): the models the estimate measured. The ``auto``
+scheme picks the scheme with the best estimate and reports a nested estimate
+of that choice.
 
 Schemes are scikit-learn-style estimators (``create_combiner``,
 ``list_combiners``; ``get_params``/``set_params``, ``sklearn.base.clone``)
@@ -21,11 +26,11 @@ from . import schemes  # noqa: F401  (registers the built-in schemes)
 from .base import Combiner, NotFittedError, combiner_class, create_combiner, list_combiners, register_combiner
 from .build import build
 from .candidates import Candidates
-from .crossfit import CrossFitResult, crossfit
+from .crossfit import CrossFitResult, FoldBag, crossfit
 from .ensemble import FitResult, fit_ensemble
 from .members import load_members
 from .record import BuildRecord
 
 __all__ = ["create_combiner", "list_combiners", "combiner_class", "register_combiner", "Combiner",
-           "NotFittedError", "Candidates", "crossfit", "CrossFitResult", "fit_ensemble", "FitResult",
+           "NotFittedError", "Candidates", "crossfit", "CrossFitResult", "FoldBag", "fit_ensemble", "FitResult",
            "load_members", "build", "BuildRecord"]

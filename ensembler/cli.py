@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
     b = add("build", "fit an ensembling scheme on the held-out split and write ensemble stores", EPILOG_BUILD)
     b.add_argument("--weights", "--scheme", dest="scheme", default="uniform",
-                   help="the weighting scheme: see 'ensemble schemes' (default uniform)")
+                   help="the weighting scheme: see 'ensemble schemes' (default uniform); 'auto' tries every "
+                        "scheme (or --param schemes=lr,caruana,...), keeps the best cross-fitted one and "
+                        "reports a nested estimate of that choice")
     b.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                    help="scheme parameter, repeatable (e.g. --param n_iterations=100)")
     b.add_argument("--members", nargs="+", required=True, help="stores: files, directories or globs")
@@ -149,8 +151,12 @@ def _cmd_build(args) -> dict:
 
 
 def _build_summary(rec) -> str:
-    """The human summary of a BuildRecord."""
+    """The human summary of a BuildRecord: estimates with their fold standard errors."""
     from .evaluate import format_table
+
+    def pm(value, se):
+        return f"{value:.4f}" + ("" if se is None else f" ± {se:.4f}")
+
     lines = [f"ensemble {rec.name} ({rec.scheme}) over {len(rec.members)} members, "
              f"fitted on {rec.n_fit_videos} {rec.fit_split} videos"]
     if rec.crossfit is not None:
@@ -158,11 +164,30 @@ def _build_summary(rec) -> str:
         cv = rec.crossfit
         lines.append(f"  {rec.fit_split} GAP@20: best single member {best_name} {best:.4f} | uniform "
                      f"{rec.uniform_gap:.4f} | {rec.scheme} cross-fitted ({cv.n_folds} folds) "
-                     f"{cv.estimate:.4f} [folds {' '.join(f'{s:.4f}' for s in cv.fold_scores)}]")
+                     f"{pm(cv.estimate, cv.std_error)} [folds {' '.join(f'{s:.4f}' for s in cv.fold_scores)}]"
+                     + ("  (± fold standard error)" if cv.std_error is not None else ""))
     elif rec.estimate is not None:
         best_name, best = rec.best_single
         lines.append(f"  {rec.fit_split} GAP@20: best single member {best_name} {best:.4f} | {rec.scheme} "
-                     f"{rec.estimate:.4f} (a fixed scheme: it sees no labels, so no cross-fitting is needed)")
+                     f"{pm(rec.estimate, rec.std_error)} (a fixed scheme: it sees no labels, so no cross-fitting "
+                     f"is needed)")
+    candidates = rec.candidate_estimates
+    if candidates:
+        fitted = rec.fitted
+        lines.append(f"  auto tried {len(candidates)} schemes, cross-fitted on all {rec.fit_split} videos "
+                     f"({fitted.get('n_folds', '?')} folds, the same for every scheme):")
+        width = max(len(s) for s in candidates)
+        for scheme, c in sorted(candidates.items(), key=lambda kv: -kv[1]["estimate"]):
+            mark = "  <- chosen" if scheme == rec.chosen_scheme else ""
+            lines.append(f"    {scheme:{width}s} {pm(c['estimate'], c['std_error'])}{mark}")
+        corr = fitted.get("selection_correction")
+        if isinstance(corr, (int, float)) and rec.crossfit is not None:
+            lines.append(f"  the choice itself: nested estimate {pm(rec.crossfit.estimate, rec.crossfit.std_error)} "
+                         f"(the selection redone in every outer fold); the winner's own estimate is optimistic "
+                         f"by about {corr:.4f} (fold correction)")
+    bagged = rec.fitted.get("bagged_models") or (rec.fitted.get("chosen_fitted") or {}).get("bagged_models")
+    if isinstance(bagged, int):
+        lines.append(f"  final model: the average of the {bagged} fold models the estimate measured")
     for split, sc in rec.scores.items():
         if split == rec.fit_split:
             continue

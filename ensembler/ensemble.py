@@ -11,8 +11,19 @@ the Python API::
 Given labels, it measures every member and the uniform average on the fit
 videos, and estimates the scheme honestly: a learned scheme is cross-fitted
 (:func:`~ensembler.crossfit.crossfit`), a fixed one is scored as it is (it
-never sees labels) with the same fold scores for comparison. It then fits the
-scheme once on all fit videos. Without labels (fixed schemes only) it just fits.
+never sees labels) with the same fold scores for comparison. Every estimate
+comes with its fold standard error (``fit.crossfit.std_error``).
+
+The final model of a learned scheme is, by default (``final="bag"``), the
+average of the cross-fit's fold models (:class:`~ensembler.crossfit.FoldBag`):
+the models the estimate measured, so the estimate describes what is
+submitted, without one more fit. ``final="refit"`` fits the scheme once more
+on all fit videos instead (one draw of a possibly noisy fit: a single xgboost
+refit's GAP moved by 0.05 between seeds on real data, the estimate did not).
+A fixed scheme is fitted once. A scheme that selects among schemes (``auto``)
+cross-fits its candidates inside its own fit; its estimate is then nested
+(the selection is redone inside every outer fold) and its final model is
+its fit on all videos. Without labels (fixed schemes only) it just fits.
 """
 from __future__ import annotations
 
@@ -24,10 +35,13 @@ from predictions.errors import InputError
 from predictions.types import Predictions
 
 from .base import Combiner, combiner_class, create_combiner
-from .crossfit import CrossFitResult, crossfit
+from .crossfit import CrossFitResult, FoldBag, crossfit
 from .inputs import as_candidates, as_labels
 
-__all__ = ["FitResult", "fit_ensemble", "make_factory"]
+__all__ = ["FitResult", "fit_ensemble", "make_combiner", "make_factory", "FINALS"]
+
+#: How fit_ensemble makes a learned scheme's final model: the average of the fold models, or one refit.
+FINALS = ("bag", "refit")
 
 
 @dataclass
@@ -37,7 +51,10 @@ class FitResult:
     Attributes
     ----------
     scheme, params : the scheme and its parameters as given.
-    combiner : the scheme fitted on all fit videos.
+    combiner : the final model: a :class:`~ensembler.crossfit.FoldBag` of the
+        fold models (learned scheme, ``final="bag"``), else the scheme fitted
+        on all fit videos.
+    final : ``"bag"``, ``"refit"``, or ``"fit"`` (a fixed scheme, or no labels).
     member_names : the members, in the combiner's order.
     n_videos : fit videos.
     member_gap : GAP@k of each member on the fit videos (None without labels).
@@ -45,7 +62,7 @@ class FitResult:
     uniform_gap : GAP@k of the plain average of the members (None without labels).
     crossfit : the honest estimate (:class:`~ensembler.crossfit.CrossFitResult`;
         None without labels).
-    fit_seconds : wall time of the final fit.
+    fit_seconds : wall time of making the final model (for a bag: its cross-fit).
     """
 
     scheme: str
@@ -58,6 +75,7 @@ class FitResult:
     uniform_gap: float | None = None
     crossfit: CrossFitResult | None = None
     fit_seconds: float = 0.0
+    final: str = "fit"
     k: int = field(default=20, repr=False)
 
     @property
@@ -65,26 +83,42 @@ class FitResult:
         """The honest GAP@k estimate on the fit videos (None without labels)."""
         return None if self.crossfit is None else self.crossfit.estimate
 
+    @property
+    def std_error(self) -> float | None:
+        """The fold standard error of :attr:`estimate` (None without labels)."""
+        return None if self.crossfit is None else self.crossfit.std_error
+
     def predict(self, members, k: int | None = None) -> Predictions:
         """The ensemble's top-``k`` predictions (default: the GAP cut-off) of each video of ``members``."""
         return self.combiner.predict(members, k=self.k if k is None else k)
 
 
-def make_factory(scheme: str, params: dict | None, random_state):
-    """A zero-argument function building a fresh, unfitted combiner (parameters checked now, once).
+def make_combiner(scheme: str, params: dict | None, random_state, n_folds: int | None = None) -> Combiner:
+    """A new, unfitted combiner of ``scheme`` with its parameters checked now.
 
-    ``random_state`` seeds schemes that take one, unless ``params`` sets it.
+    ``random_state`` seeds schemes that take one, and ``n_folds`` (if given)
+    sets the folds of schemes that cross-fit inside (``auto``), unless
+    ``params`` sets them.
     """
     params = dict(params or {})
     cls = combiner_class(scheme)
-    if "random_state" in inspect.signature(cls.__init__).parameters and "random_state" not in params:
+    known = inspect.signature(cls.__init__).parameters
+    if "random_state" in known and "random_state" not in params:
         params["random_state"] = random_state
-    create_combiner(scheme, **params)._validate()
-    return lambda: create_combiner(scheme, **params)
+    if n_folds is not None and "n_folds" in known and "n_folds" not in params:
+        params["n_folds"] = n_folds
+    comb = create_combiner(scheme, **params)
+    comb._validate()
+    return comb
+
+
+def make_factory(scheme: str, params: dict | None, random_state):
+    """A zero-argument function building a fresh, unfitted combiner (parameters checked now, once)."""
+    return make_combiner(scheme, params, random_state).clone
 
 
 def fit_ensemble(members, labels=None, scheme: str = "uniform", params: dict | None = None, *, n_folds: int = 5,
-                 random_state=0, k: int = 20, progress: bool = False) -> FitResult:
+                 random_state=0, k: int = 20, final: str = "bag", progress: bool = False) -> FitResult:
     """Fit ``scheme`` on the members' scores of the fit videos, with baselines and an honest estimate.
 
     Parameters
@@ -96,16 +130,22 @@ def fit_ensemble(members, labels=None, scheme: str = "uniform", params: dict | N
         matrix); required by learned schemes; None skips the baselines and
         the estimate.
     scheme : a registered scheme (:func:`~ensembler.base.list_combiners`).
-    params : its parameters (``random_state`` defaults to ``random_state``).
+    params : its parameters (``random_state`` defaults to ``random_state``,
+        and ``auto``'s ``n_folds`` to ``n_folds``).
     n_folds : folds of the cross-fitted estimate, >= 2.
     random_state : seed of the folds and of seeded schemes.
     k : GAP cut-off of the baselines and the estimate.
+    final : ``"bag"`` (default: a learned scheme's final model is the average
+        of its fold models) or ``"refit"`` (one more fit on all fit videos);
+        see the module docstring.
     progress : show a progress bar over folds.
     """
-    factory = make_factory(scheme, params, random_state)
-    learned = combiner_class(scheme).learned
     if n_folds < 2:
         raise InputError(f"n_folds must be >= 2, got {n_folds}")
+    prototype = make_combiner(scheme, params, random_state, n_folds)
+    learned = prototype.learned
+    if final not in FINALS:
+        raise InputError(f"final must be one of {', '.join(FINALS)}, got {final!r}")
     cands = as_candidates(members)
     if labels is None and learned:
         raise InputError(f"scheme {scheme!r} is learned: it needs labels of the fit videos")
@@ -117,9 +157,18 @@ def fit_ensemble(members, labels=None, scheme: str = "uniform", params: dict | N
         result.member_gap = {n: scorer(cands.scores[:, j]) for j, n in enumerate(cands.member_names)}
         result.best_single = max(result.member_gap.items(), key=lambda kv: kv[1])
         result.uniform_gap = scorer(cands.scores.mean(axis=1))
-        result.crossfit = crossfit(factory, cands, labels, n_folds=n_folds, random_state=random_state, k=k,
-                                   progress=progress)
+    bag = labels is not None and learned and final == "bag" and not getattr(prototype, "selects_scheme", False)
     t = time.perf_counter()
-    result.combiner = factory().fit(cands, labels)
+    if bag:
+        result.combiner = FoldBag(prototype, n_folds=n_folds, random_state=random_state, k=k,
+                                  progress=progress).fit(cands, labels)
+        result.crossfit, result.final = result.combiner.crossfit_, "bag"
+    else:
+        if labels is not None:
+            result.crossfit = crossfit(prototype, cands, labels, n_folds=n_folds, random_state=random_state, k=k,
+                                       progress=progress)
+            t = time.perf_counter()
+        result.combiner = prototype.clone().fit(cands, labels)
+        result.final = "refit" if learned else "fit"
     result.fit_seconds = time.perf_counter() - t
     return result

@@ -11,9 +11,12 @@ layout (``record_version`` 1)::
     member_gap     {member: GAP@20 on the fit split}        (when labelled)
     best_single    [member, GAP@20]                          (when labelled)
     uniform_gap    GAP@20 of the plain average               (learned schemes)
-    crossfit       {"n_folds", "fold_scores", "fold_sizes", "estimate", "seconds"}  (learned schemes)
+    crossfit       {"n_folds", "fold_scores", "fold_sizes", "estimate", "std_error", "seconds"}  (learned schemes)
     estimate       plain GAP@20 on the fit split              (fixed schemes: they never see labels)
-    fit_seconds, fitted (the scheme's ``describe()``: "weights" per member, ...)
+    std_error      fold standard error of that plain GAP     (fixed schemes, when measured)
+    fit_seconds, fitted (the final model's ``describe()``: "weights" per member; for a bag of fold
+                   models "bagged_models" and "folds"; for ``auto`` "chosen" and "candidates"
+                   {scheme: {"estimate", "std_error", "fold_scores", ...}})
     outputs        {split: store path}
     scores         {split: {"ensemble": metrics, "members": [metrics rows]}}
     build_seconds, versions, command
@@ -56,6 +59,8 @@ class BuildRecord:
 
     ``estimate`` is the honest GAP@20 on the fit split: the cross-fitted one for
     a learned scheme, the plain one for a fixed scheme; None without labels.
+    ``std_error`` is its fold standard error (the cross-fit's for a learned
+    scheme; None when not measured).
     ``path`` is where the record was read from or written to (not part of the JSON).
     """
 
@@ -70,6 +75,7 @@ class BuildRecord:
     uniform_gap: float | None = None
     crossfit: CrossFitResult | None = None
     estimate: float | None = None
+    std_error: float | None = None
     fit_seconds: float | None = None
     fitted: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
@@ -83,6 +89,31 @@ class BuildRecord:
     @property
     def member_names(self) -> list[str]:
         return [m.name for m in self.members]
+
+    def __post_init__(self):
+        if self.crossfit is not None and self.std_error is None:
+            self.std_error = self.crossfit.std_error
+
+    @property
+    def chosen_scheme(self) -> str | None:
+        """The scheme ``auto`` chose (``fitted["chosen"]``), or None for any other scheme."""
+        chosen = self.fitted.get("chosen")
+        return chosen if isinstance(chosen, str) else None
+
+    @property
+    def candidate_estimates(self) -> dict | None:
+        """``{scheme: {"estimate", "std_error"}}`` of every scheme ``auto`` tried (cross-fitted on the
+        whole fit split, the same folds for all), or None for any other scheme."""
+        cands = self.fitted.get("candidates")
+        if not isinstance(cands, dict):
+            return None
+        out = {}
+        for scheme, c in cands.items():
+            if isinstance(c, dict) and _is_number(c.get("estimate")):
+                se = c.get("std_error")
+                out[str(scheme)] = {"estimate": float(c["estimate"]),
+                                    "std_error": float(se) if _is_number(se) else None}
+        return out
 
     @property
     def member_weights(self) -> dict | None:
@@ -103,7 +134,8 @@ class BuildRecord:
                     "best_single": None if self.best_single is None else list(self.best_single),
                     "uniform_gap": self.uniform_gap,
                     "crossfit": None if self.crossfit is None else self.crossfit.to_dict(),
-                    "estimate": self.estimate if self.crossfit is None else None}
+                    "estimate": self.estimate if self.crossfit is None else None,
+                    "std_error": self.std_error if self.crossfit is None else None}
         out.update({k: v for k, v in optional.items() if v is not None})
         out.update({"fit_seconds": self.fit_seconds, "fitted": self.fitted, "outputs": self.outputs,
                     "scores": self.scores, "build_seconds": self.build_seconds, "versions": self.versions,
@@ -143,11 +175,13 @@ class BuildRecord:
         if best is not None and not (len(best) == 2 and isinstance(best[0], str) and _is_number(best[1])):
             raise InputError(f"field 'best_single': expected [member, GAP], got {best!r}", path)
         estimate = get("estimate", numbers.Real)
+        std_error = get("std_error", numbers.Real)
         return cls(name=data["name"], scheme=get("scheme", str), params=get("params", dict, {}),
                    fit_split=get("fit_split", str), members=members, n_fit_videos=get("n_fit_videos", int),
                    member_gap=get("member_gap", dict), best_single=None if best is None else (best[0], float(best[1])),
                    uniform_gap=get("uniform_gap", numbers.Real), crossfit=crossfit,
                    estimate=crossfit.estimate if crossfit is not None else estimate,
+                   std_error=crossfit.std_error if crossfit is not None else std_error,
                    fit_seconds=get("fit_seconds", numbers.Real), fitted=get("fitted", dict, {}),
                    outputs=get("outputs", dict, {}), scores=get("scores", dict, {}),
                    build_seconds=get("build_seconds", numbers.Real), versions=get("versions", dict, {}),

@@ -38,6 +38,7 @@ table { border-collapse:collapse; font-size:13px; margin:8px 0 4px; }
 th, td { padding:4px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
 th { background:#eef0f4; font-weight:600; white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+td.se { color:#666; }
 td.neg { color:#b3261e; }
 td.pos { color:#1b7f3b; }
 tr.best td { background:var(--best); font-weight:600; }
@@ -137,18 +138,26 @@ def _leaderboard(d: dict) -> str:
     rows, classes = [], []
     for i, r in enumerate(lb):
         tag = f'<span class="tag {r["kind"]}">{r["kind"]}</span>'
+        se = r.get("std_error")
         rows.append([str(i + 1), _e(r["name"]), tag, _e(r["scheme"] or ""), _num(r["gap"]), _num(r["map"]),
-                     _num(r["hit1"]), _num(r["perr"]), _num(r["estimate"]), _num(r["n"])])
+                     _num(r["hit1"]), _num(r["perr"]), _num(r["estimate"]),
+                     "\u2013" if se is None else f"\u00b1&nbsp;{_num(se)}",
+                     _num(r.get("gap_minus_estimate"), signed=True), _num(r["n"])])
         classes.append("best" if i == 0 else "")
     table = _table(["#", "model", "kind", "scheme", f"GAP@{k}", "MAP", "Hit@1", "PERR",
-                    "cross-fitted GAP", "videos"], rows, {0, 4, 5, 6, 7, 8, 9}, classes)
+                    "estimate", "\u00b1 s.e.", "GAP \u2212 estimate", "videos"], rows,
+                   {0, 4, 5, 6, 7, 8, 9, 10, 11}, classes,
+                   cell_classes=[[""] * 9 + ["se", "", ""] for _ in rows])
     caption = (f"GAP@{k} of every model on the {_e(d['split'])} split, best on top; ensembles in orange. "
-               "Ticks: the cross-fitted estimate from the build record (measured on the fit split, "
-               "so it is an honest forecast, not this split's score).")
+               "Ticks: the estimate from the build record (measured on the fit split, so it is an honest "
+               "forecast, not this split's score), whiskers \u00b12 fold standard errors.")
     return (f'<section id="leaderboard"><h2>Leaderboard</h2>'
             f"<p>Sorted by GAP@{k}; the best row is highlighted. MAP averages per-class AP@{k} over the "
-            f"classes with a positive; PERR is precision at equal recall rate; the cross-fitted GAP comes "
-            f"from the ensemble's build record.</p>{table}"
+            f"classes with a positive; PERR is precision at equal recall rate. The estimate comes from the "
+            f"ensemble's build record: cross-fitted on the fit split for a learned scheme (nested for "
+            f"<code>auto</code>), the plain fit-split GAP for a fixed one; \u00b1 s.e. is its fold standard "
+            f"error, and GAP \u2212 estimate how far this split landed from it (within about two standard "
+            f"errors is the forecast holding).</p>{table}"
             f"{_figure(d['figures'], 'leaderboard', 'GAP per model', caption)}</section>")
 
 
@@ -165,12 +174,31 @@ def _builds(d: dict) -> str:
         best_txt = f"{_e(best[0])} {_num(best[1])}" if isinstance(best, list) and len(best) == 2 else "\u2013"
         folds = b.get("fold_scores") or []
         spread = (max(folds) - min(folds)) if folds else None
-        rows.append([_e(name), _e(b.get("scheme")), _e(b.get("fit_split")), _num(len(b.get("members") or [])),
-                     best_txt, _num(b.get("uniform_gap")), _num(b.get("crossfit_estimate")),
-                     _num(b.get("n_folds")), _num(spread)])
+        se = b.get("std_error")
+        final = f"bag of {b['bagged_models']}" if b.get("bagged_models") else "single fit"
+        rows.append([_e(name), _e(b.get("scheme")) + (f" \u2192 {_e(b['chosen'])}" if b.get("chosen") else ""),
+                     _e(b.get("fit_split")), _num(len(b.get("members") or [])),
+                     best_txt, _num(b.get("uniform_gap")), _num(b.get("estimate")),
+                     "\u2013" if se is None else f"\u00b1&nbsp;{_num(se)}",
+                     _num(b.get("n_folds")), _num(spread), final])
     parts.append(_table(["build", "scheme", "fit split", "members", "best single (fit)", "uniform (fit)",
-                         "cross-fitted GAP", "folds", "fold range"], rows, {3, 5, 6, 7, 8}))
-    parts.append("<p>All numbers in this table are on the build's fit split (as recorded when it was built).</p>")
+                         "estimate", "\u00b1 s.e.", "folds", "fold range", "final model"], rows,
+                        {3, 5, 6, 7, 8, 9}, cell_classes=[[""] * 7 + ["se"] + [""] * 3 for _ in rows]))
+    parts.append("<p>All numbers in this table are on the build's fit split (as recorded when it was built). "
+                 "A bag of K is the average of the K fold models whose out-of-fold scores made the "
+                 "estimate.</p>")
+    for name, b in builds.items():
+        cands = b.get("candidates")
+        if not cands:
+            continue
+        crows = [[_e(s) + (" (chosen)" if s == b.get("chosen") else ""), _num(c.get("estimate")),
+                  "\u2013" if c.get("std_error") is None else f"\u00b1&nbsp;{_num(c['std_error'])}"]
+                 for s, c in sorted(cands.items(), key=lambda kv: -(kv[1].get("estimate") or 0))]
+        parts.append(f"<h3>{_e(name)}: schemes tried by <code>auto</code></h3>")
+        parts.append(_table(["scheme", "cross-fitted GAP (fit split)", "\u00b1 s.e."], crows, {1, 2},
+                            cell_classes=[["", "", "se"] for _ in crows]))
+        parts.append(f"<p>The build's own estimate ({_num(b.get('estimate'))}) is nested: the choice was redone "
+                     f"inside every outer fold, so it is an honest estimate of choosing, not of the winner.</p>")
     fig = _figure(d["figures"], "weights", "weights per member",
                   "Fitted weight of each member in each build that has weights (from the build records).")
     parts.append(fig or _note("No build record has per-member weights (e.g. stacking schemes)."))
@@ -310,12 +338,12 @@ def markdown(d: dict) -> str:
     out = [f"# {d['title']}", "",
            f"Split `{d['split']}`: {d['n_videos']:,} videos, {d['num_classes']:,} classes, "
            f"{d['n_positives']:,} positive labels; GAP@{k}.", "",
-           f"| # | model | kind | GAP@{k} | MAP | Hit@1 | PERR | cross-fitted |",
-           "|---:|---|---|---:|---:|---:|---:|---:|"]
+           f"| # | model | kind | GAP@{k} | MAP | Hit@1 | PERR | estimate | \u00b1 s.e. |",
+           "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(d["leaderboard"]):
         name = f"**{_md_escape(r['name'])}**" if i == 0 else _md_escape(r["name"])
         out.append(f"| {i + 1} | {name} | {r['kind']} | {_num(r['gap'])} | {_num(r['map'])} | "
-                   f"{_num(r['hit1'])} | {_num(r['perr'])} | {_num(r['estimate'])} |")
+                   f"{_num(r['hit1'])} | {_num(r['perr'])} | {_num(r['estimate'])} | {_num(r.get('std_error'))} |")
     best = d["best"]
     out.append("")
     if best["gain_over_best_member"] is not None:

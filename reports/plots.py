@@ -53,8 +53,9 @@ def _short(name: str, width: int = 28) -> str:
 
 
 @_themed
-def leaderboard(path, names, gaps, is_ensemble, estimates=None) -> Path:
-    """Horizontal bars of GAP per model (best on top); ensembles coloured apart; ``estimates`` as ticks."""
+def leaderboard(path, names, gaps, is_ensemble, estimates=None, std_errors=None) -> Path:
+    """Horizontal bars of GAP per model (best on top); ensembles coloured apart; ``estimates`` as ticks,
+    with +-2 ``std_errors`` whiskers where given."""
     names, gaps = list(names), np.asarray(gaps, float)
     order = np.argsort(-gaps, kind="stable")[::-1]
     fig = _figure(7.0, 0.8 + 0.28 * len(names))
@@ -68,7 +69,13 @@ def leaderboard(path, names, gaps, is_ensemble, estimates=None) -> Path:
         est = np.asarray([np.nan if e is None else e for e in estimates], float)[order]
         ok = ~np.isnan(est)
         if ok.any():
-            ax.plot(est[ok], y[ok], "k|", markersize=14, markeredgewidth=2, label="cross-fitted estimate")
+            ax.plot(est[ok], y[ok], "k|", markersize=14, markeredgewidth=2, label="estimate (fit split)")
+            if std_errors is not None:
+                se = np.asarray([np.nan if e is None else e for e in std_errors], float)[order]
+                has = ok & ~np.isnan(se)
+                if has.any():
+                    ax.errorbar(est[has], y[has], xerr=2 * se[has], fmt="none", ecolor="k", elinewidth=1,
+                                capsize=3, label="\u00b12 fold s.e.")
             ax.legend(loc="lower right")
     ax.set_yticks(y, [_short(names[i]) for i in order])
     shown = np.r_[gaps, [e for e in (estimates or []) if e is not None]]

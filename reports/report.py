@@ -52,7 +52,9 @@ class Model:
     """One leaderboard row: a member or an ensemble, with its predictions on the report's videos.
 
     ``metrics``: dict gap/map/hit1/perr/n/k of :func:`predictions.metrics.evaluate`.
-    ``estimate``: the cross-fitted GAP estimate from the model's build record, or None.
+    ``estimate``: the honest GAP estimate from the model's build record (cross-fitted
+    for a learned scheme, the plain fit-split GAP for a fixed one), or None;
+    ``std_error``: its fold standard error, or None.
     """
 
     name: str
@@ -62,10 +64,13 @@ class Model:
     paths: list[str]
     scheme: str | None = None
     estimate: float | None = None
+    std_error: float | None = None
 
     def row(self) -> dict:
+        off = None if self.estimate is None else self.metrics["gap"] - self.estimate
         return {"name": self.name, "kind": self.kind, "scheme": self.scheme, **self.metrics,
-                "estimate": self.estimate, "paths": self.paths}
+                "estimate": self.estimate, "std_error": self.std_error, "gap_minus_estimate": off,
+                "paths": self.paths}
 
 
 @dataclass
@@ -138,8 +143,13 @@ def _scheme(member: MemberStores) -> str | None:
 
 
 def _estimate(record: BuildRecord | None) -> float | None:
-    """The cross-fitted estimate of a build, if it has one."""
-    return None if record is None or record.crossfit is None else record.crossfit.estimate
+    """The honest estimate of a build (cross-fitted, or plain for a fixed scheme), if it has one."""
+    return None if record is None else record.estimate
+
+
+def _std_error(record: BuildRecord | None) -> float | None:
+    """The fold standard error of that estimate, if measured."""
+    return None if record is None else record.std_error
 
 
 # --------------------------------------------------------------------------- analysis
@@ -170,7 +180,8 @@ def collect(members, labels, *, split: str = "eval", builds=(), k: int = 20) -> 
         models.append(Model(name=member.name, kind="ensemble" if ens else "member", pred=pred,
                             metrics=metrics.evaluate(pred, truth, k=k), paths=member.paths,
                             scheme=_scheme(member) if ens else None,
-                            estimate=_estimate(records.get(member.name)) if ens else None))
+                            estimate=_estimate(records.get(member.name)) if ens else None,
+                            std_error=_std_error(records.get(member.name)) if ens else None))
     models.sort(key=lambda m: (-m.metrics["gap"], m.name))
     return Analysis(split=split, k=k, n_videos=len(truth), num_classes=truth.num_classes,
                     n_positives=int(len(truth.indices)), models=models, builds=records, notes=notes), truth
@@ -359,20 +370,41 @@ def _trajectory(entries) -> tuple[list[float], list | None] | None:
     return scores, (labels if any(l is not None for l in labels) else None)
 
 
+def _first_trajectory(fitted: dict):
+    """A selection trajectory: the fitted one, or (a bag of fold models, or auto's winner) the first fold's."""
+    if "trajectory" in fitted:
+        return fitted["trajectory"]
+    inner = fitted.get("chosen_fitted")
+    if isinstance(inner, dict):
+        return _first_trajectory(inner)
+    folds = fitted.get("folds")
+    if isinstance(folds, list) and folds and isinstance(folds[0], dict):
+        return folds[0].get("trajectory")
+    return None
+
+
+def _bagged(fitted: dict) -> int | None:
+    """How many fold models the final model averages (None: a single model)."""
+    n = fitted.get("bagged_models")
+    if n is None and isinstance(fitted.get("chosen_fitted"), dict):
+        n = fitted["chosen_fitted"].get("bagged_models")
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
 def _draw(analysis: Analysis, out: Path) -> dict[str, str]:
     """Draw every figure that has data into ``out``; {figure key: file name}."""
     figs: dict[str, str] = {}
     models = analysis.models
     figs["leaderboard"] = plots.leaderboard(
         out / "leaderboard.png", [m.name for m in models], [m.metrics["gap"] for m in models],
-        [m.kind == "ensemble" for m in models], [m.estimate for m in models]).name
+        [m.kind == "ensemble" for m in models], [m.estimate for m in models], [m.std_error for m in models]).name
     weights = _weights(analysis.builds)
     if weights:
         members = list(dict.fromkeys(n for w in weights.values() for n in w))
         figs["weights"] = plots.weights(out / "weights.png", members, weights).name
     curves = {}
     for name, rec in analysis.builds.items():
-        traj = _trajectory(rec.fitted.get("trajectory"))
+        traj = _trajectory(_first_trajectory(rec.fitted))
         if traj is not None:
             curves[name] = traj
     if curves:
@@ -423,9 +455,11 @@ def summary(analysis: Analysis, figures: dict, title: str) -> dict:
         cf = rec.crossfit
         builds[name] = {"scheme": rec.scheme, "fit_split": rec.fit_split, "members": rec.member_names,
                         "best_single": rec.best_single, "uniform_gap": rec.uniform_gap,
-                        "crossfit_estimate": _estimate(rec), "n_folds": None if cf is None else cf.n_folds,
+                        "crossfit_estimate": None if cf is None else cf.estimate, "estimate": rec.estimate,
+                        "std_error": rec.std_error, "n_folds": None if cf is None else cf.n_folds,
                         "fold_scores": None if cf is None else cf.fold_scores, "weights": rec.member_weights,
-                        "record_path": rec.path}
+                        "bagged_models": _bagged(rec.fitted), "chosen": rec.chosen_scheme,
+                        "candidates": rec.candidate_estimates, "record_path": rec.path}
     pc = None
     if analysis.per_class is not None:
         pc = {key: analysis.per_class[key] for key in ("better", "worse", "same", "lost") if key in analysis.per_class}

@@ -127,8 +127,9 @@ def test_crossfit_estimate_predicts_fresh_videos():
     a, b = np.arange(500), np.arange(500, 1000)
     ca, la, cb, lb = cands.take_videos(a), labels.take(a), cands.take_videos(b), labels.take(b)
 
-    def make():
-        return XGBoostStacker(n_estimators=60, max_depth=6, n_jobs=1)
+    def make():   # deep, unregularised trees (the stacker's defaults before issue 14): they overfit in-sample
+        return XGBoostStacker(n_estimators=60, max_depth=6, learning_rate=0.1, min_child_weight=1, reg_lambda=1,
+                              early_stopping_rounds=None, monotone=False, n_jobs=1)
 
     res = crossfit(make, ca, la, n_folds=4, random_state=0)
     model = make().fit(ca, la)

@@ -44,11 +44,16 @@ def test_tour_runs_as_written(tmp_path, monkeypatch, capsys):
     assert len(tour.strip().splitlines()) < 20
     run = write_members(tmp_path / "demo-run", names=["lr", "moe"], noises=(1.2, 2.0))
     monkeypatch.chdir(tmp_path)
-    for block in blocks:  # every example of the page, in order, exactly as written
-        exec(compile(block, str(DOC), "exec"), {"__name__": "__tour__"})
+    namespace = {"__name__": "__tour__"}
+    for block in blocks:  # every example of the page, in order, exactly as written, as in one notebook
+        exec(compile(block, str(DOC), "exec"), namespace)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["uniform", "caruana", "lr"]
+    assert [line.split()[0] for line in lines] == ["uniform", "caruana", "lr", "auto"]
+    auto = lines.pop().split()
+    lines = lines[:3]
     estimates = {line.split()[0]: float(line.split()[3]) for line in lines}
+    assert all(line.split()[4] == "±" and 0 < float(line.split()[5]) < 0.05 for line in lines)
+    assert auto[1] == max(estimates, key=estimates.get) and abs(float(auto[3]) - max(estimates.values())) < 0.02
     # the uniform estimate is the plain GAP@20 of the members' average (computed here independently)
     truth = run["truth"]["heldout"]
     dense = [read_store(tmp_path / f"demo-run/predictions/{m}.heldout.full.h5").reindex(truth.ids).dense()
@@ -235,10 +240,21 @@ def test_fit_ensemble_numbers_are_the_pieces():
                   random_state=2)
     assert fit.estimate == cv.estimate and fit.crossfit.fold_scores == cv.fold_scores
     assert fit.crossfit.fold_sizes == [75] * 4 and fit.params == {"n_iterations": 20}
+    # the final model is the average of the fold models: fold f's model fitted on the other folds' videos
+    assert fit.final == "bag" and fit.std_error == pytest.approx(np.std(cv.fold_scores, ddof=1) / 2)
+    fold_w = [create_combiner("caruana", n_iterations=20, random_state=2)
+              .fit(cands.take_videos(np.flatnonzero(cv.folds != f)), labels.take(np.flatnonzero(cv.folds != f)))
+              .member_weights_ for f in range(4)]
+    np.testing.assert_allclose(fit.combiner.member_weights_, np.mean(fold_w, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(fit.combiner.predict_scores(cands), cands.scores @ np.mean(fold_w, axis=0),
+                               rtol=1e-5, atol=1e-6)
+    refit = fit_ensemble(named, labels, "caruana", {"n_iterations": 20}, n_folds=4, random_state=2, final="refit")
+    assert refit.final == "refit" and refit.estimate == fit.estimate
     again = create_combiner("caruana", n_iterations=20, random_state=2).fit(cands, labels)
-    np.testing.assert_array_equal(fit.combiner.member_weights_, again.member_weights_)
-    pred = fit.predict(named)
-    assert pred.k == 20 and metrics.gap(pred, labels) > fit.best_single[1]
+    np.testing.assert_array_equal(refit.combiner.member_weights_, again.member_weights_)
+    for f in (fit, refit):
+        pred = f.predict(named)
+        assert pred.k == 20 and metrics.gap(pred, labels) > f.best_single[1]
 
 
 def test_fit_ensemble_without_labels():

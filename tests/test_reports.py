@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 N, C, K = 300, 40, 20
 NOISE = {"good": 0.6, "fair": 0.75, "poor": 0.95}
+FOLD_SCORES = [0.8, 0.82, 0.81, 0.79, 0.83]          # the build record's: fold standard error 0.00707
 
 
 def _make_labels(rng) -> Labels:
@@ -57,7 +60,7 @@ def setup(tmp_path_factory):
     record = {"scheme": "caruana", "name": "ens-uniform", "fit_split": "heldout",
               "members": [{"name": n, "paths": [str(stores / f"{n}.heldout.full.h5")]} for n in NOISE],
               "member_gap": {"good": 0.8, "fair": 0.7, "poor": 0.5}, "best_single": ["good", 0.8],
-              "uniform_gap": 0.81, "crossfit": {"n_folds": 5, "fold_scores": [0.8, 0.82, 0.81, 0.79, 0.83],
+              "uniform_gap": 0.81, "crossfit": {"n_folds": 5, "fold_scores": FOLD_SCORES,
                                                 "estimate": 0.81},
               "fitted": {"weights": {"good": 0.5, "fair": 0.3, "poor": 0.2},
                          "trajectory": [{"member": "good", "score": 0.8}, {"member": "fair", "score": 0.81},
@@ -111,6 +114,12 @@ def test_leaderboard_sorted_and_exact(setup):
     assert by["good"]["gap"] > by["fair"]["gap"] > by["poor"]["gap"]
     assert by["ens-uniform"]["kind"] == "ensemble" and by["ens-uniform"]["estimate"] == pytest.approx(0.81)
     assert by["good"]["kind"] == "member" and by["good"]["estimate"] is None
+    # the estimate's uncertainty: fold standard error of the record's fold scores, and how far eval landed
+    assert by["ens-uniform"]["std_error"] == pytest.approx(np.std(FOLD_SCORES, ddof=1) / np.sqrt(5), abs=1e-12)
+    assert by["ens-uniform"]["gap_minus_estimate"] == pytest.approx(by["ens-uniform"]["gap"] - 0.81, abs=1e-12)
+    assert by["good"]["std_error"] is None and by["good"]["gap_minus_estimate"] is None
+    build = s["builds"]["ens-uniform"]
+    assert build["std_error"] == by["ens-uniform"]["std_error"] and build["estimate"] == pytest.approx(0.81)
     assert s["best"]["member"] == "good" and s["best"]["ensemble"] == "ens-uniform"
     assert s["best"]["model"] == lb[0]["name"]
     assert 'class="best"' in setup["index"].read_text()
@@ -210,18 +219,25 @@ def test_bad_inputs_leave_nothing(tmp_path, setup):
 
 
 # --------------------------------------------------------------------------- rendering
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+# In CI (CI=true) .ci/run installs Debian's chromium and chromium-driver, and these tests must run
+# there: a missing browser fails them instead of skipping them.
+def _browser_or_skip(*names) -> str:
+    for name in names:
         if shutil.which(name):
             return shutil.which(name)
-    return None
+    message = f"no {names[0]} binary (Debian: apt-get install chromium chromium-driver)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; .ci/run installs it when CI=true")
+    pytest.skip(message)
+
+
+def _chromium() -> str:
+    return _browser_or_skip("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 @pytest.mark.slow
 def test_renders_in_headless_chromium(setup, tmp_path):
     browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium)")
     shot = tmp_path / "page.png"
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,6000",
@@ -233,6 +249,89 @@ def test_renders_in_headless_chromium(setup, tmp_path):
     assert img.shape[1] == 1280
     # the page is not blank: the dark header and the figures give many distinct colours
     assert len(np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3)[::97], axis=0)) > 50
+
+
+class _WebDriver:
+    """The few W3C WebDriver calls we need, spoken to chromedriver over HTTP (no selenium dependency)."""
+
+    ELEMENT = "element-6066-11e4-a52e-4f735466cecf"     # the W3C web element identifier
+
+    def __init__(self, driver: str, browser: str, profile):
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([driver, f"--port={port}"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self._call("GET", "/status")["ready"]:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError("chromedriver did not start within 30 s")
+            time.sleep(0.2)
+        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,2400",
+                f"--user-data-dir={profile}"]
+        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome",
+                                                 "goog:chromeOptions": {"binary": browser, "args": args}}}}
+        self.session = self._call("POST", "/session", caps)["sessionId"]
+
+    def _call(self, method: str, path: str, body=None):
+        import urllib.request
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())["value"]
+
+    def get(self, url: str) -> None:
+        self._call("POST", f"/session/{self.session}/url", {"url": url})
+
+    def find_all(self, css: str) -> list[str]:
+        found = self._call("POST", f"/session/{self.session}/elements", {"using": "css selector", "value": css})
+        return [e[self.ELEMENT] for e in found]
+
+    def text(self, element: str) -> str:
+        """The element's rendered text (what a reader sees; hidden text is not included)."""
+        return self._call("GET", f"/session/{self.session}/element/{element}/text")
+
+    def rect(self, element: str) -> dict:
+        return self._call("GET", f"/session/{self.session}/element/{element}/rect")
+
+    def close(self) -> None:
+        try:
+            self._call("DELETE", f"/session/{self.session}")
+        finally:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_uncertainty_column_renders_in_chromium(setup, tmp_path):
+    """Chromium lays out the leaderboard's and the builds' standard-error columns with the record's values."""
+    driver = _browser_or_skip("chromedriver")
+    wd = _WebDriver(driver, _chromium(), tmp_path / "profile")
+    try:
+        wd.get(setup["index"].as_uri())
+        se = f"\u00b1 {np.std(FOLD_SCORES, ddof=1) / np.sqrt(5):.4f}"            # "± 0.0071"
+        for section, header in (("leaderboard", "\u00b1 s.e."), ("builds", "\u00b1 s.e.")):
+            heads = [wd.text(e) for e in wd.find_all(f"#{section} th")]
+            assert header in heads, (section, heads)
+            cells = wd.find_all(f"#{section} td.se")
+            texts = [wd.text(e) for e in cells]
+            assert se in texts, (section, texts)
+            box = wd.rect(cells[texts.index(se)])
+            assert box["width"] > 20 and box["height"] > 8 and box["x"] >= 0, (section, box)
+        # members have no estimate: their s.e. cell shows a dash
+        rows = {wd.text(e).split()[1]: wd.text(e) for e in wd.find_all("#leaderboard tbody tr")}
+        assert "\u2013" in rows["good"] and se in rows["ens-uniform"]
+    finally:
+        wd.close()
 
 
 def test_correlation_matches_numpy():
