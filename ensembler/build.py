@@ -242,6 +242,30 @@ def _check_labels_cover(labels: Labels, members: list[MemberStores], label_path,
             check_labels_cover(labels, r.ids if ids is None else ids, label_path, r.path)
 
 
+def _check_same_vocabulary(used: dict, splits, fit_split: str, truth: dict, label_files: dict,
+                           allow_mixed_k: bool) -> None:
+    """Every split's members have the fit split's class count (and k, unless mixed k is allowed), and so
+    has every labels file: a scheme fitted on one vocabulary is never applied to another."""
+    ref = used[fit_split][0].readers[0]
+    for s in splits:
+        for m in used[s]:
+            for r in m.readers:
+                if r.num_classes != ref.num_classes:
+                    raise InputError(f"{r.num_classes} classes, but the fit split's member {ref.path} has "
+                                     f"{ref.num_classes}", r.path)
+                fit_m = next(f for f in used[fit_split] if f.name == m.name)
+                if not allow_mixed_k and s != fit_split and r.k != fit_m.k:
+                    shown = {None: "full scores"}
+                    raise InputError(f"{shown.get(r.k, f'top-{r.k}')} on split {s!r}, but "
+                                     f"{shown.get(fit_m.k, f'top-{fit_m.k}')} on the fit split "
+                                     f"({fit_m.paths[0]}): a scheme fitted on one is not applied to the "
+                                     f"other (pass allow_mixed_k to do it anyway)", r.path)
+    for s, labels in truth.items():
+        if labels.num_classes != ref.num_classes:
+            raise InputError(f"{labels.num_classes} classes, but the members have {ref.num_classes} "
+                             f"(as {ref.path})", label_files[s])
+
+
 def build(members, *, scheme: str = "uniform", params: dict | None = None, labels=None, out,
           name: str | None = None, fit_split: str = "heldout", k: int | None = None, n_folds: int = 5,
           random_state: int = 0, chunk_rows: int | None = None, fold_crops: str = "mean", member_k: int | None = None,
@@ -283,6 +307,8 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
     _check_options(name, n_folds, k, chunk_rows, member_k, random_state)
     make_factory(scheme, params, random_state)  # unknown scheme or parameter: fail before reading anything
     learned = combiner_class(scheme).learned
+    if not str(out).strip():
+        raise InputError("--out is empty: give an output directory or a .h5 file")
     out = Path(out)
     single_file = _single_file(out)
     if single_file:
@@ -314,6 +340,7 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
 
         align_kw = dict(require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k)
         used = {s: [next(m for m in by_split[s] if m.name == n) for n in names] for s in splits}
+        _check_same_vocabulary(used, splits, fit_split, truth, label_files, allow_mixed_k)
         alignments = {s: align_members(used[s], **align_kw) for s in splits}
         if verify:
             verify_members([m for s in splits for m in used[s]], progress=progress)

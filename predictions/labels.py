@@ -85,7 +85,7 @@ def _read(f: h5py.File, path: Path) -> Labels:
     if kind != KIND:
         raise InputError(f"attribute kind is {kind!r}, expected {KIND!r}", path)
     for name in ("ids", "indptr", "indices"):
-        check_dataset(f, name, path)
+        check_dataset(f, name, path, whole=True)
     C = int(attrs["num_classes"])
     if not 1 <= C <= MAX_CLASSES:
         raise InputError(f"num_classes attribute is {C}, expected 1 to {MAX_CLASSES}", path)

@@ -491,7 +491,7 @@ class StoreReader:
         if layout not in ("topk", "full"):
             raise InputError(f"unknown layout {layout!r}", p)
         for name in ("ids", "scores") + (("indices",) if layout == "topk" else ()):
-            check_dataset(f, name, p)
+            check_dataset(f, name, p, whole=name == "ids")
         n, C, k = int(attrs["n"]), int(attrs["num_classes"]), int(attrs["k"])
         ids_ds, scores_ds = f["ids"], f["scores"]
         if not 1 <= C <= MAX_CLASSES:
@@ -577,9 +577,9 @@ class StoreReader:
 
     def _block(self, start: int, stop: int):
         scores, indices = self._raw(start, stop)
+        _check_rows(scores, indices, self.meta.num_classes, start, self.path)  # before any cast: no wrap-around
         if indices is not None and indices.dtype != np.int32:
             indices = indices.astype(np.int32)
-        _check_rows(scores, indices, self.meta.num_classes, start, self.path)
         return scores, indices
 
     def read(self, start: int = 0, stop: int | None = None) -> Predictions:
@@ -685,9 +685,10 @@ def check_input_file(path: Path, expected: str) -> None:
         raise InputError(f"is {file_kind(st.st_mode)}, expected {expected} (a regular file)", path)
 
 
-def check_dataset(f: h5py.File, name: str, path) -> h5py.Dataset:
+def check_dataset(f: h5py.File, name: str, path, whole: bool = False) -> h5py.Dataset:
     """The dataset ``name`` of ``f``, stored in this file: no soft or external link, no external
-    raw-data file, no virtual dataset, chunks of at most MAX_CHUNK_BYTES."""
+    raw-data file, no virtual dataset, chunks of at most MAX_CHUNK_BYTES, every chunk written; with
+    ``whole`` (read at once), no compression bomb."""
     link = f.get(name, getlink=True)
     if link is None:
         raise InputError(f"missing dataset {name!r}", path)
@@ -707,7 +708,37 @@ def check_dataset(f: h5py.File, name: str, path) -> h5py.Dataset:
         if nbytes > MAX_CHUNK_BYTES:
             raise InputError(f"dataset {name!r} has chunks of {nbytes / 2**20:.0f} MiB "
                              f"(at most {MAX_CHUNK_BYTES >> 20} MiB)", path)
+    if name == "ids":
+        check_id_width(ds, path)
+    _check_written(ds, name, path, whole)
     return ds
+
+
+#: A dataset read whole (ids, a labels file) may not inflate more than this from its stored size...
+MAX_INFLATION = 100
+#: ... once it is this large in memory.
+INFLATION_FLOOR = 64 << 20
+
+
+def _check_written(ds: h5py.Dataset, name: str, path, whole: bool = False) -> None:
+    """Every row of ``ds`` is stored: an HDF5 file can declare a billion rows and write none (a few
+    KB on disk, gigabytes once read); with ``whole`` (a dataset read at once), refuse also a
+    compression ratio over MAX_INFLATION for more than INFLATION_FLOOR bytes."""
+    logical = int(ds.size) * ds.dtype.itemsize
+    if logical == 0:
+        return
+    if ds.chunks is None:
+        written = ds.id.get_storage_size() >= logical
+    else:
+        expected = int(np.prod([-(-s // c) for s, c in zip(ds.shape, ds.chunks)], dtype=np.int64))
+        got = ds.id.get_num_chunks()
+        written = got >= expected
+    if not written:
+        raise InputError(f"dataset {name!r} is not fully written ({ds.shape} declared): truncated or forged",
+                         path)
+    if whole and logical > INFLATION_FLOOR and logical > MAX_INFLATION * max(1, ds.id.get_storage_size()):
+        raise InputError(f"dataset {name!r} inflates from {ds.id.get_storage_size()} bytes on disk to "
+                         f"{logical} in memory (more than {MAX_INFLATION}x): refused", path)
 
 
 def check_id_width(ids_ds: h5py.Dataset, path) -> None:

@@ -188,7 +188,17 @@ def _virtual(name):
     return mutate
 
 
+def _indices_uint64(p: Path):
+    """indices stored as uint64 holding 2^32 + 3: a cast to int32 would read label 3."""
+    with h5py.File(p, "r+") as f:
+        a = f["indices"][:].astype(np.uint64)
+        a[4, 0] = 2**32 + 3
+        del f["indices"]
+        f.create_dataset("indices", data=a)
+
+
 FORMAT_CASES = {
+    "indices-uint64-beyond-int32": (_indices_uint64, "out of range"),
     "model-with-slash": (_attr("model", "a/b"), "model"),
     "model-empty": (_attr("model", ""), "model"),
     "split-with-slash": (_attr("split", "../x"), "split"),

@@ -150,3 +150,39 @@ def test_two_concurrent_builds_leave_one_consistent_set(tmp_path):
         assert {n[0] for n in used} == {Path(p).name[0] for p in members}, (split, used, members)
     assert sorted(p.name for p in out.iterdir()) == ["ens-uniform.build.json", "ens-uniform.heldout.full.h5",
                                                       "ens-uniform.test.full.h5"]
+
+
+def test_a_reader_of_the_old_outputs_is_not_disturbed_by_a_rebuild(tmp_path, capsys):
+    """A store opened (by an evaluation, a submit) before a rebuild replaces it keeps reading the old,
+    complete file: outputs are renamed into place, never rewritten in place."""
+    from predictions.store import open_store
+
+    a, b, labels = _two_member_sets(tmp_path)
+    out = tmp_path / "out"
+    assert cli(ensemble, _build(a, labels, out), capsys)[0] == 0
+    with open_store(out / "ens-uniform.test.full.h5") as old:
+        before = old.read()
+        assert cli(ensemble, _build(b, labels, out), capsys)[0] == 0   # other members, same outputs
+        old.verify()
+        again = old.read()
+    assert np.array_equal(before.indices, again.indices) and np.array_equal(before.scores, again.scores)
+    with open_store(out / "ens-uniform.test.full.h5") as new:
+        assert new.meta.extra["ensemble"]["members"] == ["b0", "b1"]
+
+
+def test_concurrent_writers_of_one_file_leave_one_whole_file(tmp_path):
+    """Eight threads write the same target at once (atomic_write_text): the result is one writer's
+    whole text, and no temporary file is left."""
+    import threading
+
+    from predictions.atomic import atomic_write_text
+
+    target = tmp_path / "same.txt"
+    texts = [f"writer {i}\n" * 20000 for i in range(8)]
+    threads = [threading.Thread(target=atomic_write_text, args=(target, t)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert target.read_text() in texts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.txt"]

@@ -51,6 +51,13 @@ def _full_and_crops(d: Path) -> Path:
     return d / "m2.heldout.full.h5"
 
 
+def _loop(d: Path) -> Path:
+    a, b = d / "m2.heldout.full.h5", d / "zz-other.h5"
+    a.symlink_to(b.name)
+    b.symlink_to(a.name)
+    return a
+
+
 def _special_member(kind):
     def mutate(d: Path) -> Path:
         return special(kind, d / "m2.heldout.full.h5")
@@ -59,6 +66,7 @@ def _special_member(kind):
 
 MEMBER_CASES = {
     **{f"special-{k}": (_special_member(k), "m2.heldout.full.h5") for k in SPECIAL_KINDS},
+    "symlink-loop": (_loop, "Too many levels of symbolic links"),
     "crop-attribute-weird": (_set_attr("crop", "weird"), "crop"),
     "crop-attribute-negative": (_set_attr("crop", "-1"), "crop"),
     "crop-attribute-empty": (_set_attr("crop", ""), "crop"),

@@ -58,7 +58,32 @@ def _import(*extra):
     return argv
 
 
+def _other_split(root: Path, **kw) -> Path:
+    """members m0, m1 on heldout (C=20, top-5) and on test with ``kw`` (another C or k)."""
+    d = root / "cross"
+    for j in range(2):
+        make_store(d / f"m{j}.heldout.full.h5", model=f"m{j}", split="heldout", seed=j)
+        make_store(d / f"m{j}.test.full.h5", model=f"m{j}", split="test", seed=j + 5, **kw)
+    return d
+
+
+def _labels_of(root: Path, num_classes: int) -> Path:
+    return make_labels(root / f"labels{num_classes}" / "labels.heldout.h5", ids_of(30), num_classes=num_classes).parent
+
+
 CASES = {
+    "build-test-split-with-other-class-count": (
+        lambda s: ["build", "--members", _other_split(s["out"].parent, num_classes=30), "--out", s["out"], "--quiet"],
+        ("m0.test.full.h5", "30 classes")),
+    "build-test-split-with-other-k": (
+        lambda s: ["build", "--members", _other_split(s["out"].parent, k=3), "--labels", s["labels"], "--out",
+                   s["out"], "--weights", "lr", "--folds", 2, "--quiet"], ("m0.test.full.h5", "top-3")),
+    "build-labels-with-other-class-count": (
+        lambda s: ["build", "--members", *s["heldout"], "--labels", _labels_of(s["out"].parent, 30), "--out",
+                   s["out"], "--quiet"], ("labels.heldout.h5", "30 classes")),
+    "evaluate-labels-with-fewer-classes": (
+        lambda s: ["evaluate", "--members", s["m0"], "--labels", _labels_of(s["out"].parent, 10), "--quiet"],
+        ("m0.heldout.full.h5", "10")),
     # name: (argv(setup), needles)
     "build-chunk-rows-0": (_build("--chunk-rows", 0), ("--chunk-rows", "positive")),
     "build-chunk-rows-negative": (_build("--chunk-rows", -3), ("--chunk-rows",)),

@@ -106,7 +106,12 @@ def _long_name(root: Path, command: str) -> Path:
     return root / "out" / ("e" * 300 + (".csv" if command == "submit" else ".h5"))
 
 
+def _empty(root: Path, command: str) -> str:
+    return ""
+
+
 LOCATION_CASES = {
+    "empty-out": (_empty, "--out is empty"),
     "parent-is-a-file": (_parent_is_file, "not a directory"),
     "name-300-bytes": (_long_name, "bytes long"),
 }
@@ -115,7 +120,8 @@ LOCATION_COMMANDS = ("submit", "import", "build-file", "build-dir")
 
 @pytest.mark.parametrize("command", LOCATION_COMMANDS)
 @pytest.mark.parametrize("case", sorted(LOCATION_CASES))
-def test_bad_output_location(case, command, tmp_path, capsys):
+def test_bad_output_location(case, command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty --out must not write here either (it once meant ".")
     make, needle = LOCATION_CASES[case]
     if case == "name-300-bytes" and command == "build-dir":
         pytest.skip("a directory --out has no file name: see test_build_name_too_long")

@@ -63,7 +63,28 @@ def _big_chunks(p: Path):
                          chunks=(10_000_000, shape[1]))
 
 
+def _declared_unwritten(p: Path):
+    """n = 10^9 rows declared, none written: a few KB on disk."""
+    n = 10**9
+    with h5py.File(p, "r+") as f:
+        for name in ("ids", "scores", "indices"):
+            ds = f[name]
+            dtype, width = ds.dtype, (ds.shape[1:] or ())
+            del f[name]
+            f.create_dataset(name, shape=(n, *width), dtype=dtype, chunks=(4096, *width))
+        f.attrs["n"] = n
+
+
+def _ids_gzip_bomb(p: Path):
+    """10^7 ids of 8 zero bytes, every chunk written, gzip: 80 MB in memory from about 100 KB on disk."""
+    with h5py.File(p, "r+") as f:
+        del f["ids"]
+        f.create_dataset("ids", data=np.zeros(10**7, "S8"), chunks=(1 << 20,), compression="gzip")
+
+
 STORE_CASES = {
+    "10^9-rows-declared-none-written": (_declared_unwritten, "not fully written"),
+    "ids-gzip-bomb-800x": (_ids_gzip_bomb, "inflates"),
     "one-10MB-id": (lambda p: _huge_id_store(p, 10_000_000), "bytes wide"),
     "ids-10MB-wide-n-100": (lambda p: _huge_id_store(p, 10_000_000, n=100), "bytes wide"),
     "ids-257-bytes": (lambda p: _huge_id_store(p, MAX_ID_BYTES + 1, n=30), "bytes wide"),
