@@ -202,6 +202,11 @@ def _positive(option: str, value) -> None:
         raise InputError(f"{option} must be a positive integer, got {value}")
 
 
+def _not_empty(out: str) -> None:
+    if not out.strip():  # Path("") is the current directory
+        raise InputError("--out is empty: give a file name")
+
+
 def _cmd_evaluate(args) -> list:
     from predictions.labels import read_labels
 
@@ -222,6 +227,9 @@ def _cmd_evaluate(args) -> list:
         for r in m.readers:
             if len(r) == 0:
                 raise InputError("the store holds no video: nothing to evaluate", r.path)
+            if r.num_classes != truth.num_classes:
+                raise InputError(f"{r.num_classes} classes, but {files[args.split]} has {truth.num_classes}",
+                                 r.path)
     if args.verify:
         verify_members(members, progress=not (args.quiet or args.json))
     for m in members:
@@ -238,6 +246,7 @@ def _cmd_submit(args) -> dict:
     from predictions.csvio import write_submission
     from predictions.store import read_store
     _positive("--top", args.top)
+    _not_empty(args.out)
     check_target(args.out, what="submission")
     check_not_input(args.out, [args.store], what="submission")
     pred = read_store(args.store, verify=args.verify)
@@ -257,6 +266,7 @@ def _cmd_import(args) -> dict:
         raise InputError(f"--classes must be in [1, {MAX_CLASSES}], got {args.classes}")
     check_name("--model", args.model)
     check_name("--split", args.split)
+    _not_empty(args.out)
     out = Path(args.out)
     path = out if out.suffix == ".h5" and not out.is_dir() else out / store_name(args.model, args.split)
     check_target(path)
