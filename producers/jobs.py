@@ -67,35 +67,6 @@ def _splits(cfg: JobConfig, ids: np.ndarray) -> np.ndarray:
     return split
 
 
-def _read_truth_csv(path, num_classes: int) -> Labels:
-    """``VideoId,Labels`` CSV (space-separated label ids) -> Labels; InputError naming file and line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read test truth CSV ({err.__class__.__name__})", path) from None
-    if not lines or lines[0].strip() != "VideoId,Labels":
-        raise InputError("line 1: expected header 'VideoId,Labels'", path)
-    ids, lists = [], []
-    for no, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        vid, sep, labs = line.partition(",")
-        try:
-            lists.append([int(t) for t in labs.split()])
-        except ValueError:
-            raise InputError(f"line {no}: labels must be space-separated integers", path) from None
-        if not sep or not vid:
-            raise InputError(f"line {no}: expected 'VideoId,Labels'", path)
-        ids.append(vid)
-    if len(set(ids)) != len(ids):
-        raise InputError("duplicate video id", path)
-    bad = [l for ls in lists for l in ls if not 0 <= l < num_classes]
-    if bad:
-        raise InputError(f"label id {bad[0]} out of range [0, {num_classes})", path)
-    return Labels.from_lists(ids, lists, num_classes)
-
-
 def _write_labels_once(path: Path, labels: Labels, split: str, source: str) -> str:
     """Write a labels file unless an identical one is there; InputError if a different one is."""
     from predictions.labels import read_labels, write_labels
@@ -367,6 +338,8 @@ def _prediction_splits(cfg: JobConfig, log: LogFn):
     ``ids`` are in file order; ``X`` (video level) holds their feature rows.
     The split of an id is decided over all labelled ids.
     """
+    from predictions.csvio import read_truth_csv
+
     from .data.readers import load_video_level, scan_ids
 
     want = cfg.predict.splits
@@ -396,7 +369,7 @@ def _prediction_splits(cfg: JobConfig, log: LogFn):
         truth = None
         if cfg.data.test_truth:
             try:
-                truth = _read_truth_csv(cfg.data.test_truth, cfg.data.num_classes).reindex(ids)
+                truth = read_truth_csv(cfg.data.test_truth, cfg.data.num_classes).reindex(ids)
             except InputError as err:
                 if err.path:
                     raise
