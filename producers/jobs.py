@@ -14,6 +14,7 @@ dev videos are :func:`predictions.split.dev_mask` of the train ids.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -143,12 +144,15 @@ def _train_one(cfg: JobConfig, *, restart: bool, quiet: bool):
     from .train import latest_checkpoint, resolve_device
 
     resolve_device(cfg.train.device)  # a device this machine lacks: one line, before any file is written
-    fresh = not cfg.job_dir.exists()
+    created = [d for d in (Path(cfg.output.run_dir), cfg.job_dir) if not d.exists()]
     try:
         return _train_steps(cfg, restart=restart, quiet=quiet)
     except BaseException:
-        if fresh and cfg.job_dir.exists() and latest_checkpoint(_checkpoint_dir(cfg)) is None:
+        if cfg.job_dir in created and latest_checkpoint(_checkpoint_dir(cfg)) is None:
             shutil.rmtree(cfg.job_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the run dir too, if this run made it and left it empty
+                if Path(cfg.output.run_dir) in created:
+                    Path(cfg.output.run_dir).rmdir()
         raise
 
 
@@ -208,7 +212,8 @@ def _video_training_data(cfg: JobConfig, log: LogFn, quiet: bool, dev_mask):
     from .data.readers import load_video_level
     from .datasets import VideoArrays, video_loader
 
-    ids, X, labels = load_video_level(cfg.data.train, num_classes=cfg.data.num_classes, progress=not quiet)
+    ids, X, labels = load_video_level(cfg.data.train, num_classes=cfg.data.num_classes, progress=not quiet,
+                                      require_labels=True)  # unlabelled training shards: an error
     split = _splits(cfg, ids)
     log(f"splits: " + ", ".join(f"{s} {int((split == s).sum())}" for s in ("train", "heldout", "eval")))
     tr = np.flatnonzero(split == "train")
@@ -235,7 +240,7 @@ def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
     from .data.readers import scan_ids
     from .datasets import FrameShards, frame_loader
 
-    ids = scan_ids(cfg.data.train, level="frame")
+    ids = scan_ids(cfg.data.train, level="frame", require_labels=True)
     split = _splits(cfg, ids)
     tr = ids[split == "train"]
     is_dev = dev_mask(tr, cfg.split.dev_fraction, cfg.split.salt)

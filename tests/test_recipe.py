@@ -283,4 +283,4 @@ def test_missing_device_and_failed_run_leave_nothing(tmp_path, capsys):
     cfg.write_text(MINIMAL, encoding="utf-8")  # valid config, but no shards match data/video/train-*
     assert main(["train", str(cfg), "--quiet"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
-    assert not (tmp_path / "runs" / "mlp").exists()  # no stray config.json / train.log
+    assert not (tmp_path / "runs").exists()  # no stray run dir, config.json or train.log
