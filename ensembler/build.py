@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from predictions import metrics
 from predictions.align import align_labels
@@ -48,7 +47,7 @@ from .distributed import map_ordered, use_client
 from .ensemble import FitResult, fit_ensemble, make_factory
 from .evaluate import check_labels_cover, evaluate_members, find_label_files
 from .members import (ChunkTask, MemberStores, align_members, chunk_tasks, discover, read_chunk, read_members,
-                      verify_members)
+                      verify_members, has_csv, with_csv_stores)
 from .record import BuildRecord, RecordMember, package_versions
 
 __all__ = ["build", "find_fit_members", "plan_splits", "apply_to_splits", "auto_chunk_rows", "combine_chunk"]
@@ -158,7 +157,7 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
             results = (combine_chunk(t, fit.combiner, *opts, reader_for=_local_readers(members)) for t in tasks)
         else:
             results = map_ordered(client, combine_chunk, tasks, combiner_ref, *opts)
-        bar = tqdm(total=len(alignment.ids), unit="video", desc=f"{name} {split}", disable=not progress)
+        bar = _progress_bar(total=len(alignment.ids), unit="video", desc=f"{name} {split}", disable=not progress)
         with StoreWriter(write_to, ids=alignment.ids, num_classes=members[0].num_classes, k=k_out, model=name,
                          split=split, crop="full", config={"scheme": fit.scheme, "params": fit.params},
                          extra=extra, atomic=staging is None) as writer:
@@ -174,6 +173,11 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
                 scores[split]["members"] = evaluate_members(members, truth[split], chunk_rows=chunk_rows,
                                                             client=client)
     return outputs, scores
+
+
+def _progress_bar(**kw):
+    from tqdm.auto import tqdm  # imported when used: ``ensemble --help`` does not pay for it
+    return tqdm(**kw)
 
 
 def _single_file(out: Path) -> bool:
@@ -270,12 +274,15 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
           name: str | None = None, fit_split: str = "heldout", k: int | None = None, n_folds: int = 5,
           random_state: int = 0, chunk_rows: int | None = None, fold_crops: str = "mean", member_k: int | None = None,
           require_same_ids: bool = False, allow_mixed_k: bool = False, verify: bool = True, progress: bool = True,
-          command: str | None = None, log=print, client=None) -> BuildRecord:
+          command: str | None = None, log=print, client=None, classes: int | None = None,
+          csv_cache=None) -> BuildRecord:
     """Build one ensemble (see the module docstring); returns its record, also written as JSON.
 
     Parameters
     ----------
-    members : the member stores: files, directories or globs.
+    members : the member stores: files, directories or globs; Kaggle CSVs too (a file or glob
+        ending in ``.csv``, named ``MODEL.SPLIT.csv`` or ``MODEL.csv`` for the test split), each
+        imported once into the CSV cache (:mod:`predictions.csvimport`).
     scheme, params : the weighting scheme and its parameters.
     labels : labels files ``labels.<split>.h5`` (files, directories or globs).
     out : output directory, or one ``.h5`` file for a single-split build.
@@ -294,6 +301,9 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         messages go.
     client : a dask.distributed Client; chunks are then combined on its
         workers and the xgboost stacker trains through xgboost's Dask interface.
+    classes, csv_cache : for CSV members: their class count (default: that of the
+        stores or labels given, else 3862) and the cache directory (default
+        ``$ENSEMBLE_CSV_CACHE`` or ``~/.cache/yt8m-ensembler/csv``).
 
     Everything is checked before anything is written (options, output paths,
     members of every split, labels covering the videos scored, checksums); the
@@ -305,6 +315,7 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
     params = dict(params or {})
     name = f"ens-{scheme}" if name is None else name
     _check_options(name, n_folds, k, chunk_rows, member_k, random_state)
+    _positive("--classes", classes)
     make_factory(scheme, params, random_state)  # unknown scheme or parameter: fail before reading anything
     learned = combiner_class(scheme).learned
     if not str(out).strip():
@@ -316,6 +327,10 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         check_target(out.with_suffix(".json"), what="build record")
     else:
         _check_out_dir(out)
+    if has_csv(members):  # each CSV replaced by its store in the CSV cache (imported once)
+        files = find_label_files(labels).values() if labels and classes is None else ()
+        members = with_csv_stores(members, classes=classes, label_files=files, csv_cache=csv_cache,
+                                  progress=progress, log=log)
 
     with _locked_outputs(out, name, single_file):
         by_split, fit_split = find_fit_members(members, name=name, fit_split=fit_split, learned=learned,

@@ -11,7 +11,8 @@ import shlex
 import sys
 import warnings
 
-from predictions.errors import InputError
+# Nothing heavy at import time (``ensemble --help`` stays fast): each command imports what it uses,
+# and InputError (whose package loads numpy and h5py) is imported where it is raised or caught.
 
 EPILOG_BUILD = """example:
   ensemble build --weights=caruana --members 'runs/demo/predictions/*.h5' \\
@@ -50,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                         "reports a nested estimate of that choice")
     b.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                    help="scheme parameter, repeatable (e.g. --param n_iterations=100)")
-    b.add_argument("--members", nargs="+", required=True, help="stores: files, directories or globs")
+    b.add_argument("--members", nargs="+", required=True,
+                   help="stores: files, directories or globs; Kaggle CSVs too (files or globs ending in .csv, "
+                        "named MODEL.SPLIT.csv or MODEL.csv for the test split), imported once into the CSV cache")
     b.add_argument("--labels", nargs="+", help="labels files labels.<split>.h5 (files, dirs or globs)")
     b.add_argument("--out", required=True, help="output directory, or one .h5 file for a single-split build")
     b.add_argument("--name", help="ensemble name (default ens-<scheme>)")
@@ -70,10 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="check each store's checksum before using it (default; streaming, about the cost of "
                         "reading the store once more); --no-verify skips it")
+    _csv_options(b)
 
     e = add("evaluate", "print GAP@20, MAP, Hit@1 and PERR of stores against labels",
             "example:\n  ensemble evaluate --members 'runs/demo/predictions/*.h5' --labels runs/demo/labels --split eval")
-    e.add_argument("--members", nargs="+", required=True, help="stores: files, directories or globs")
+    e.add_argument("--members", nargs="+", required=True,
+                   help="stores: files, directories or globs; Kaggle CSVs too (see build --help)")
     e.add_argument("--labels", nargs="+", required=True, help="labels files labels.<split>.h5")
     e.add_argument("--split", default="heldout", help="split to score (default heldout)")
     e.add_argument("--k", type=int, default=20, help="GAP@k (default 20)")
@@ -83,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="check each store's checksum before using it (default; streaming, about the cost of "
                         "reading the store once more); --no-verify skips it")
+    _csv_options(e)
 
     s = add("submit", "write a Kaggle submission CSV from a store",
             "example:\n  ensemble submit runs/demo/predictions/ens-uniform.test.full.h5 --out submission.csv")
@@ -94,13 +100,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="check each store's checksum before using it (default; streaming, about the cost of "
                         "reading the store once more); --no-verify skips it")
 
-    i = add("import", "convert a Kaggle CSV (or rank-only VideoId,Label CSV) into a store",
-            "example:\n  ensemble import team_a.csv --model team_a --split test --classes 3862 --out preds/")
-    i.add_argument("csv", help="CSV file: VideoId,LabelConfidencePairs or VideoId,Label (ranks)")
-    i.add_argument("--model", required=True, help="member name to record in the store")
-    i.add_argument("--split", required=True, help="split name to record (heldout, eval, test, ...)")
+    i = add("import", "convert Kaggle CSVs (VideoId,LabelConfidencePairs or rank-only VideoId,Label) into stores",
+            "examples:\n"
+            "  ensemble import team_a.csv --model team_a --split test --classes 3862 --out preds/\n"
+            "  ensemble import --members 'teams/*.csv' --out preds/   # one store per CSV, all or none\n"
+            "a CSV's model and split come from its file name, MODEL.SPLIT.csv (SPLIT one of train, heldout,\n"
+            "eval, test) or MODEL.csv (split test), unless --model/--split are given")
+    i.add_argument("csv", nargs="*", help="CSV files: VideoId,LabelConfidencePairs or VideoId,Label (ranks)")
+    i.add_argument("--members", nargs="+", default=[], metavar="CSV",
+                   help="more CSVs: files or globs ('teams/*.csv'), as for build --members")
+    i.add_argument("--model", help="member name to record (one CSV only; default from the file name)")
+    i.add_argument("--split", help="split name to record (heldout, eval, test, ...; default from the file name, "
+                                   "else test)")
     i.add_argument("--classes", type=int, default=3862, help="number of classes (default 3862)")
-    i.add_argument("--out", required=True, help="directory (writes <model>.<split>.full.h5) or .h5 file")
+    i.add_argument("--out", required=True,
+                   help="directory (writes <model>.<split>.full.h5 per CSV) or, for one CSV, a .h5 file")
 
     r = add("report", "write an HTML evaluation report (leaderboard, weights, diversity, per-class AP, plots)",
             "example:\n  ensemble report --members runs/demo/predictions --labels runs/demo/labels --split eval \\\n"
@@ -116,6 +130,14 @@ def _parser() -> argparse.ArgumentParser:
 
     add("schemes", "list the ensembling schemes", "example:\n  ensemble schemes")
     return p
+
+
+def _csv_options(p) -> None:
+    p.add_argument("--classes", type=int,
+                   help="class count of CSV members (default: that of the stores or labels given, else 3862)")
+    p.add_argument("--csv-cache", metavar="DIR",
+                   help="where CSV members are imported, once (default $ENSEMBLE_CSV_CACHE, else "
+                        "~/.cache/yt8m-ensembler/csv; delete it to clear it)")
 
 
 def _say(args, text: str) -> None:
@@ -145,7 +167,7 @@ def _cmd_build(args) -> dict:
                     chunk_rows=args.chunk_rows, fold_crops=args.fold_crops, member_k=args.member_k,
                     require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k, verify=args.verify,
                     progress=not (args.quiet or args.json), command=shlex.join(["ensemble"] + sys.argv[1:]),
-                    log=lambda t: _say(args, t), client=client)
+                    log=lambda t: _say(args, t), client=client, classes=args.classes, csv_cache=args.csv_cache)
     _say(args, _build_summary(rec))
     return {**rec.to_dict(), "record_path": rec.path}
 
@@ -198,27 +220,33 @@ def _build_summary(rec) -> str:
 
 
 def _positive(option: str, value) -> None:
+    from predictions.errors import InputError
     if value is not None and value < 1:
         raise InputError(f"{option} must be a positive integer, got {value}")
 
 
 def _not_empty(out: str) -> None:
+    from predictions.errors import InputError
     if not out.strip():  # Path("") is the current directory
         raise InputError("--out is empty: give a file name")
 
 
 def _cmd_evaluate(args) -> list:
+    from predictions.errors import InputError
     from predictions.labels import read_labels
 
     from .evaluate import check_labels_cover, evaluate_members, find_label_files, format_table
-    from .members import discover, verify_members
+    from .members import discover, verify_members, with_csv_stores
     _positive("--k", args.k)
     _positive("--chunk-rows", args.chunk_rows)
+    _positive("--classes", args.classes)
     files = find_label_files(args.labels)
     if args.split not in files:
         raise InputError(f"no labels.{args.split}.h5 among {', '.join(args.labels)}")
     truth = read_labels(files[args.split])
-    by_split = discover(args.members, fold_crops=args.fold_crops)
+    members = with_csv_stores(args.members, classes=args.classes or truth.num_classes, csv_cache=args.csv_cache,
+                              progress=not (args.quiet or args.json), log=lambda t: _say(args, t))
+    by_split = discover(members, fold_crops=args.fold_crops)
     if args.split not in by_split:
         raise InputError(f"no store of split {args.split!r} among {', '.join(args.members)}; splits found: "
                          f"{', '.join(sorted(by_split)) or 'none'}")
@@ -244,6 +272,7 @@ def _cmd_evaluate(args) -> list:
 def _cmd_submit(args) -> dict:
     from predictions.atomic import check_not_input, check_target
     from predictions.csvio import write_submission
+    from predictions.errors import InputError
     from predictions.store import read_store
     _positive("--top", args.top)
     _not_empty(args.out)
@@ -258,33 +287,67 @@ def _cmd_submit(args) -> dict:
 
 
 def _cmd_import(args) -> dict:
+    """One store per CSV, written together (all or none): ``--out`` is a directory, or a .h5 file for one CSV."""
     from pathlib import Path
-    from predictions.atomic import check_not_input, check_target
-    from predictions.csvio import read_rank_csv, read_submission
-    from predictions.store import MAX_CLASSES, check_ids, check_input_file, check_name, store_name, write_store
+
+    from predictions.atomic import AtomicSet, check_not_input, check_target
+    from predictions.csvimport import import_csv, member_of_csv
+    from predictions.errors import InputError
+    from predictions.store import MAX_CLASSES, check_input_file, check_name, expand_paths, store_name
     if not 1 <= args.classes <= MAX_CLASSES:
         raise InputError(f"--classes must be in [1, {MAX_CLASSES}], got {args.classes}")
-    check_name("--model", args.model)
-    check_name("--split", args.split)
+    if args.model is not None:
+        check_name("--model", args.model)
+    if args.split is not None:
+        check_name("--split", args.split)
     _not_empty(args.out)
+    csvs = [Path(p) for p in args.csv] + (expand_paths(args.members, suffix=".csv") if args.members else [])
+    if not csvs:
+        raise InputError("no CSV to import: give CSV files, or --members 'DIR/*.csv'")
+    if args.model is not None and len(csvs) > 1:
+        raise InputError(f"--model names one member, but {len(csvs)} CSVs were given: leave it out (each "
+                         f"CSV's model then comes from its file name, MODEL.SPLIT.csv or MODEL.csv)")
     out = Path(args.out)
-    path = out if out.suffix == ".h5" and not out.is_dir() else out / store_name(args.model, args.split)
-    check_target(path)
-    check_not_input(path, [args.csv], what="store")
-    check_input_file(Path(args.csv), "a CSV file")  # a FIFO would block, a directory is no CSV
+    single = out.suffix == ".h5" and not out.is_dir()
+    if single and len(csvs) > 1:
+        raise InputError(f"--out names one store, but {len(csvs)} CSVs were given: give a directory", out)
+    plan, target_of = [], {}
+    for csv in csvs:
+        check_input_file(csv, "a CSV file")  # a FIFO would block, a directory is no CSV
+        model, split = (args.model, args.split) if args.model and args.split else member_of_csv(csv)
+        model, split = args.model or model, args.split or split
+        target = out if single else out / store_name(model, split)
+        if target in target_of:
+            raise InputError(f"{target_of[target]} and {csv} are both model {model!r}, split {split!r} (from "
+                             f"their file names): rename one, MODEL.SPLIT.csv", csv)
+        target_of[target] = csv
+        check_target(target)
+        check_not_input(target, csvs, what="store")
+        plan.append((csv, model, split, target))
+    bar = None
+    if len(plan) > 1 and not (args.quiet or args.json):
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(plan), unit="csv", desc="importing")
+    done = []
+    made = None if single or out.exists() else out  # removed again (when empty) if the import fails
     try:
-        with open(args.csv, encoding="utf-8-sig", errors="replace") as fh:
-            header = fh.readline().strip()
-    except OSError as err:
-        raise InputError(f"cannot read file ({err.strerror or err})", args.csv) from None
-    reader = read_rank_csv if header.replace(" ", "") == "VideoId,Label" else read_submission
-    pred = reader(args.csv, args.classes)
-    if len(pred) == 0:
-        raise InputError("no video rows after the header: nothing to import", args.csv)
-    check_ids(pred.ids, args.csv)
-    write_store(path, pred, model=args.model, split=args.split, config={"imported_from": str(args.csv)})
-    _say(args, f"wrote {path}: {len(pred)} videos, k={pred.k}")
-    return {"out": str(path), "videos": len(pred), "k": pred.k}
+        with AtomicSet(what="store") as staging:
+            for csv, model, split, target in plan:
+                info = import_csv(csv, target, model=model, split=split, num_classes=args.classes, staging=staging)
+                done.append({"csv": str(csv), "model": model, "split": split, **info})
+                if bar is not None:
+                    bar.update(1)
+    except BaseException:
+        if made is not None:
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    for d in done:
+        _say(args, f"wrote {d['out']}: {d['videos']} videos, k={d['k']}")
+    return done[0] if len(done) == 1 else {"stores": done}
 
 
 def _cmd_report(args) -> dict:
@@ -307,7 +370,9 @@ def _cmd_schemes(args) -> list:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # usage errors (and --help) exit here, before any heavy import
+    from predictions.errors import InputError
+
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"ensemble: warning: {msg}\n"
     if args.quiet or args.json:

@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from predictions.align import align_stores
+from predictions.csvimport import is_csv, stores_of_members
 from predictions.errors import InputError
 from predictions.store import StoreReader, expand_paths, open_store
 from predictions.types import Predictions, check_aligned
@@ -22,6 +23,9 @@ from predictions.types import Predictions, check_aligned
 from .candidates import DEFAULT_K_FULL, Candidates
 
 FOLDS = ("mean", "none")
+#: Class count assumed for CSV members when neither --classes, a store nor a labels file tells it
+#: (the YouTube-8M 2018 vocabulary).
+DEFAULT_CLASSES = 3862
 
 
 @dataclass
@@ -52,6 +56,43 @@ def mean_of_crops(parts: list[Predictions], k: int | None) -> Predictions:
         return parts[0]
     cands = Candidates.from_members(parts)
     return cands.to_predictions(cands.scores.mean(axis=1), k=min(k or DEFAULT_K_FULL, cands.num_classes))
+
+
+def has_csv(patterns) -> bool:
+    """Whether ``patterns`` (``--members``) name any Kaggle CSV (a file or glob ending in ``.csv``)."""
+    if isinstance(patterns, (str, bytes)) or not hasattr(patterns, "__iter__"):
+        patterns = [patterns]
+    return any(is_csv(p) for p in patterns)
+
+
+def with_csv_stores(patterns, *, classes: int | None = None, label_files=(), csv_cache=None,
+                    progress: bool = False, log=None) -> list:
+    """``patterns`` with every Kaggle CSV (a file or glob ending in ``.csv``) replaced by its store in
+    the CSV cache (imported and validated the first time; see :mod:`predictions.csvimport`).
+
+    A CSV's class count is ``classes``, else that of the first store among the other patterns,
+    else that of the first of ``label_files`` (paths of labels files), else :data:`DEFAULT_CLASSES`.
+    """
+    if isinstance(patterns, (str, bytes)) or not hasattr(patterns, "__iter__"):
+        patterns = [patterns]
+    patterns = list(patterns)
+    if not any(is_csv(p) for p in patterns):
+        return patterns
+    if classes is None:
+        classes = _class_count([p for p in patterns if not is_csv(p)], label_files)
+    return stores_of_members(patterns, num_classes=classes, cache_dir=csv_cache, progress=progress, log=log)
+
+
+def _class_count(store_patterns, label_files) -> int:
+    from predictions.labels import read_labels
+
+    for path in expand_paths(store_patterns) if store_patterns else ():
+        if not path.name.startswith("labels."):
+            with open_store(path) as r:
+                return r.num_classes
+    for path in label_files:
+        return read_labels(path).num_classes
+    return DEFAULT_CLASSES
 
 
 def discover(patterns, *, fold_crops: str = "mean") -> dict[str, list[MemberStores]]:

@@ -415,14 +415,16 @@ def read_rank_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = 
 def read_predictions_csv(path: str | os.PathLike, num_classes: int, *, k: int | None = None) -> Predictions:
     """Read a submission or a rank CSV, told apart by the header (``ensemble import`` uses this).
 
-    ``VideoId,Label`` is a rank CSV (:func:`read_rank_csv`);
-    anything else is read as a submission (:func:`read_submission`), whose
-    header check then names the expected header.
+    ``VideoId,Label`` is a rank CSV (:func:`read_rank_csv`), ``VideoId,LabelConfidencePairs`` a
+    submission (:func:`read_submission`); any other header (``VideoId, Label`` with a space
+    included) is an InputError naming both.
     """
     with CsvText(path) as text:
-        header = text.header
-    rank = header.strip() == RANK_HEADER
-    return (read_rank_csv if rank else read_submission)(path, num_classes, k=k)
+        header = text.header.strip()
+    if header not in (RANK_HEADER, SUBMISSION_HEADER):
+        raise InputError(f"line 1: expected header {SUBMISSION_HEADER!r} (or {RANK_HEADER!r} for label ids "
+                         f"without scores), got {header[:60]!r}", path)
+    return (read_rank_csv if header == RANK_HEADER else read_submission)(path, num_classes, k=k)
 
 
 def read_truth_csv(path: str | os.PathLike, num_classes: int) -> Labels:

@@ -9,7 +9,8 @@ import argparse
 import json
 import sys
 
-from predictions.errors import InputError
+# Nothing heavy at import time: ``produce --help`` must not load numpy, h5py or torch. The commands
+# import what they use; InputError is imported in main, after the arguments parsed.
 
 _EPILOG = {
     "generate": "example:\n  produce generate data/ --videos 4000 --test-videos 1000 --classes 3862 --level video",
@@ -116,7 +117,9 @@ def _run(args) -> tuple[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``produce`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)  # usage errors: exit 2
+    args = _parser().parse_args(argv)  # usage errors (and --help): exit here, before any heavy import
+    from predictions.errors import InputError
+
     try:
         text, result = _run(args)
     except (InputError, FloatingPointError) as err:
