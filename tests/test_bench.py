@@ -74,12 +74,56 @@ def test_quick_csv_rows(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
-    assert [r["figure"] for r in rows] == ["6 csv"] * 3, rows
-    imp, imp_g, sub = rows
+    assert [r["figure"] for r in rows] == ["6 csv"] * 4, rows
+    imp, imp_g, *subs = rows
     for r in (imp, imp_g):
         assert r["ours_s"] > 0 and r["base_s"] > 0 and r["check"].startswith("same labels")
     assert "|d score| <= 0e+00" in imp["check"]      # 6 printed decimals read back to the same float32
     assert "%g" in imp_g["case"]
-    assert sub["ours_s"] > 0 and sub["base_s"] > 0 and sub["ratio"] > 1   # faster than the pandas pipeline
-    agree = float(sub["check"].split(" on ")[1].split()[0])
-    assert agree >= 0.999
+    assert [s["case"].split()[0] for s in subs] == ["16", "36"]
+    for sub in subs:
+        assert sub["ours_s"] > 0 and sub["base_s"] > 0 and sub["ratio"] > 1   # faster than the pandas pipeline
+        agree = float(sub["check"].split(" on ")[1].split()[0])
+        assert agree >= 0.999
+
+
+def test_numpy_floor_is_the_weighted_top_k(tmp_path):
+    """The floor of figure 8 selects each video's top 20 of the weighted sum of the members' top-k scores."""
+    b = _bench()
+    from predictions.store import write_store
+
+    rng = np.random.default_rng(5)
+    n = 700  # more than one block and one chunk below
+    ids = b.video_ids(n, "f")
+    pool = b._pools(n, rng)
+    _, cnt = b.make_labels(ids, pool, rng)
+    members = [b.make_member(ids, pool, cnt, rng) for _ in range(3)]
+    paths = [write_store(tmp_path / f"m{j}.test.full.h5", m, model=f"m{j}", split="test")
+             for j, m in enumerate(members)]
+    w = np.array([0.5, 0.3, 0.2])
+    got = b.numpy_floor(paths, w, chunk_rows=256, block_rows=100)
+    dense = sum(wj * m.dense() for wj, m in zip(w, members))
+    want = np.argsort(-dense, axis=1, kind="stable")[:, :20]
+    kth = np.take_along_axis(dense, want[:, -1:], axis=1)
+    # equal label sets, except where the 20th best ties with the 21st (continuous scores: never here)
+    assert ((dense > kth).sum(axis=1) == 19).all()
+    np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(want, axis=1))
+    uniform = b.numpy_floor(paths, chunk_rows=4096, block_rows=512)
+    want_u = np.argsort(-sum(m.dense() for m in members), axis=1, kind="stable")[:, :20]
+    np.testing.assert_array_equal(np.sort(uniform, axis=1), np.sort(want_u, axis=1))
+
+
+@pytest.mark.slow
+def test_quick_build_and_startup_rows(tmp_path):
+    """Figures 8 (build vs the numpy floor) and 9 (CLI start-up) at quick sizes."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "build", "startup",
+                           "--data-dir", str(tmp_path / "data"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["figure"] for r in rows] == ["8 build"] * 8 + ["9 startup"] * 3, rows
+    for r in rows[:8]:
+        assert r["ours_s"] > 0 and r["base_s"] > 0 and "x the floor wall" in r["check"]
+        assert float(r["check"].split(" on ")[1].split()[0]) >= 0.999  # same top-20 sets as the floor
+    assert rows[-1]["case"] == "produce --help" and rows[-1]["note"].startswith("loads: none")
