@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import stat
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +35,7 @@ KIND = "predictions"
 CHUNK_ROWS = 4096          # rows per HDF5 chunk (top-k and ids)
 CHUNK_BYTES = 4 << 20      # cap on one chunk's size (full layout: fewer rows per chunk)
 READ_ROWS = 65536          # default rows per read chunk
+_HASH_ROWS = 65536         # ids per block of the checksum's id stream
 _SCORE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 #: Longest video id, in UTF-8 bytes. Ids are stored fixed-width (the longest sets the width of
 #: every row), so one absurd id would inflate every row in memory: refused on write and on read.
@@ -93,9 +95,23 @@ class _Checksum:
         self.scores = hashlib.sha256()
 
     def update_ids(self, raw: np.ndarray) -> None:
-        """``raw``: (m,) fixed-width bytes array (``S``), UTF-8 ids without padding."""
-        if len(raw):
-            self.ids.update(b"\n".join(raw.tolist()) + b"\n")
+        """``raw``: (m,) fixed-width bytes array (``S``): each id's bytes (trailing NULs are padding,
+        as numpy reads them) then ``\n``, without a Python object per id."""
+        w = raw.dtype.itemsize
+        for a in range(0, len(raw), _HASH_ROWS):
+            block = np.ascontiguousarray(raw[a:a + _HASH_ROWS])
+            m = len(block)
+            buf = np.empty((m, w + 1), np.uint8)
+            buf[:, :w] = block.view(np.uint8).reshape(m, w)
+            buf[:, w] = ord("\n")
+            if w and not buf[:, w - 1].all():  # some id is shorter than the width: drop its padding
+                used = buf[:, :w] != 0
+                length = np.where(used.any(axis=1), w - np.argmax(used[:, ::-1], axis=1), 0)
+                keep = np.arange(w + 1) < length[:, None]
+                keep[:, w] = True
+                self.ids.update(buf[keep].tobytes())
+            else:
+                self.ids.update(buf.tobytes())
 
     def update(self, indices: np.ndarray | None, scores: np.ndarray, score_dtype: np.dtype) -> None:
         if indices is not None:
@@ -215,9 +231,41 @@ def _check_unique(ids: np.ndarray, path, raw: np.ndarray | None = None) -> None:
         raise InputError(f"duplicate video id {str(s[1:][dup][0])!r} ({int(dup.sum())} duplicates)", path)
 
 
+#: The id arrays of recently opened stores, each decoded and checked unique: ``(raw, ids)`` weak refs.
+_SHARED_IDS: list = []
+_SHARED_MAX = 8
+
+
+def _checked_ids(raw: np.ndarray, path) -> tuple[np.ndarray, np.ndarray]:
+    """``(raw, ids)`` of a store's ids dataset: decoded and checked unique, read-only.
+
+    Members of one ensemble usually hold the same videos in the same order: when ``raw`` is
+    byte for byte the ids of a store opened earlier (and still open somewhere), that store's
+    arrays are returned instead, so 36 members of 700,000 videos hold one copy of the ids and
+    decode and check them once (the check holds for equal bytes).
+    """
+    flat = raw.view(np.uint8) if raw.dtype.itemsize else raw
+    for ref_raw, ref_ids in reversed(_SHARED_IDS):
+        old, ids = ref_raw(), ref_ids()
+        if (old is not None and ids is not None and old.dtype == raw.dtype and old.shape == raw.shape
+                and np.array_equal(old.view(np.uint8) if old.dtype.itemsize else old, flat)):
+            return old, ids
+    ids = _decode_ids(raw, path)
+    _check_unique(ids, path, raw)
+    raw.flags.writeable = False
+    ids.flags.writeable = False
+    alive = [(a, b) for a, b in _SHARED_IDS if a() is not None and b() is not None]
+    _SHARED_IDS[:] = alive[-(_SHARED_MAX - 1):] + [(weakref.ref(raw), weakref.ref(ids))]
+    return raw, ids
+
+
 def _check_rows(scores: np.ndarray, indices: np.ndarray | None, num_classes: int,
                 start: int, path) -> None:
-    """Validate a block of rows ``start ..``: finite, in [0, 1], label ids, sorted top-k rows."""
+    """Validate a block of rows ``start ..``: finite, in [0, 1], label ids, sorted top-k rows.
+
+    The common case (nothing wrong) costs a min and a max per array, one comparison of neighbours
+    and one row-wise sort of the labels; only a failing block is searched for its first bad row.
+    """
     if not len(scores):
         return
     stop = start + len(scores) - 1
@@ -226,18 +274,18 @@ def _check_rows(scores: np.ndarray, indices: np.ndarray | None, num_classes: int
     def first(mask):
         return start + int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0])
 
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        raise InputError(f"NaN or inf scores in {where} (first at row {first(bad)})", path)
-    bad = (scores < 0) | (scores > 1)
-    if bad.any():
+    if not (scores.min() >= 0 and scores.max() <= 1):  # NaN fails too: min and max propagate it
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            raise InputError(f"NaN or inf scores in {where} (first at row {first(bad)})", path)
+        bad = (scores < 0) | (scores > 1)
         r = first(bad)
         raise InputError(f"scores outside [0, 1] in {where} (row {r}: "
                          f"{float(scores[r - start][bad[r - start]][0])!r})", path)
     if indices is None:
         return
-    bad = (indices < 0) | (indices >= num_classes)
-    if bad.any():
+    if not (indices.min() >= 0 and indices.max() < num_classes):
+        bad = (indices < 0) | (indices >= num_classes)
         r = first(bad)
         raise InputError(f"label index out of range [0, {num_classes}) in {where} "
                          f"(row {r}: {int(indices[r - start][bad[r - start]][0])})", path)
@@ -299,8 +347,8 @@ class StoreWriter:
         self.path = Path(path)
         self.atomic = atomic
         self.ids = as_ids(ids)
-        _check_unique(self.ids, self.path)
         self._raw_ids = _encode_ids(self.ids, self.path)
+        _check_unique(self.ids, self.path, self._raw_ids)
         if not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= MAX_CLASSES:
             raise InputError(f"num_classes must be an int in [1, {MAX_CLASSES}], got {_show(num_classes)}",
                              self.path)
@@ -529,9 +577,7 @@ class StoreReader:
                               k=k if layout == "topk" else None, layout=layout, n=n, config=config,
                               created=_str(attrs["created"]), checksum=_str(attrs["checksum"]),
                               extra=extra)
-        self._raw_ids = ids_ds[:]
-        self.ids = _decode_ids(self._raw_ids, p)
-        _check_unique(self.ids, p, self._raw_ids)
+        self._raw_ids, self.ids = _checked_ids(ids_ds[:], p)
 
     # -- basics
     def __len__(self) -> int:
@@ -609,6 +655,8 @@ class StoreReader:
         n = self.meta.n
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise InputError(f"row index out of range [0, {n})", self.path)
+        if len(rows) > 1 and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+            return self.read(int(rows[0]), int(rows[-1]) + 1)  # consecutive rows (aligned members): one read
         if block_rows is None:
             block_rows = self._scores.chunks[0] if self._scores.chunks else READ_ROWS
         uniq, inverse = np.unique(rows, return_inverse=True)

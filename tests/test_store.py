@@ -412,3 +412,52 @@ def test_duplicate_ids_detected_at_any_id_width(tmp_path, width):
         f["ids"][:] = raw
     with pytest.raises(_InputError, match=f"duplicate video id '{ids[31]}'"):
         _open(path)
+
+
+def test_checksum_of_ids_of_mixed_lengths_and_utf8(tmp_path):
+    """The ids stream is each id's UTF-8 bytes then a newline (FORMAT.md), whatever the id widths, in
+    blocks or at once; computed without a Python object per id."""
+    from predictions import store
+
+    stems = ["a", "bb", "é", "日本語", "x" * 40, "c"]
+    ids = np.array([f"{stems[i % 6]}{i}" for i in range(17997)])  # more ids than one block of the stream
+    p = Predictions(ids, np.zeros((len(ids), 1), np.float32), np.zeros((len(ids), 1), np.int32), 3)
+    path = write_store(tmp_path / "u.h5", p, model="m", split="s")
+    h_ids = hashlib.sha256("".join(f"{i}\n" for i in ids).encode()).digest()
+    h_idx = hashlib.sha256(p.indices.astype("<i4").tobytes()).digest()
+    h_sc = hashlib.sha256(p.scores.astype("<f4").tobytes()).digest()
+    with open_store(path) as r:
+        assert r.meta.checksum == hashlib.sha256(b"yt8m-predictions-v1\n3\n" + h_ids + h_idx + h_sc).hexdigest()
+        r.verify()
+    small = store._Checksum(3)
+    raw = np.array([i.encode() for i in ids], dtype="S")
+    for a in range(0, len(raw), 1000):  # blocks smaller than the ids' block: same stream
+        small.update_ids(raw[a:a + 1000])
+    assert small.ids.digest() == h_ids
+
+
+def test_readers_of_the_same_ids_share_one_copy(tmp_path):
+    """Members holding the same videos in the same order decode and check their ids once."""
+    p = make_topk(n=40, seed=1)
+    q = Predictions.from_dense(p.ids, np.random.default_rng(2).random((40, C), dtype=np.float32), k=5)
+    other = make_topk(n=40, seed=3)  # other order of the ids
+    paths = [write_store(tmp_path / f"{j}.h5", x, model=f"m{j}", split="s") for j, x in enumerate((p, q, other))]
+    with open_store(paths[0]) as a, open_store(paths[1]) as b, open_store(paths[2]) as c:
+        assert b.ids is a.ids and not a.ids.flags.writeable
+        assert c.ids is not a.ids
+        np.testing.assert_array_equal(c.ids, other.ids)
+        np.testing.assert_array_equal(b.read().ids, p.ids)
+        b.verify()
+    with open_store(paths[1]) as b2:  # still right after the first readers closed
+        np.testing.assert_array_equal(b2.ids, p.ids)
+
+
+def test_read_rows_consecutive_is_one_read(tmp_path):
+    p = make_topk(n=50, k=4, seed=5)
+    path = write_store(tmp_path / "c.h5", p, model="m", split="s")
+    with open_store(path) as r:
+        for rows in (np.arange(10, 30), np.arange(0, 50), np.array([7, 8]), np.array([3])):
+            q = r.read_rows(rows)
+            np.testing.assert_array_equal(q.ids, p.ids[rows])
+            np.testing.assert_array_equal(q.indices, p.indices[rows])
+            np.testing.assert_array_equal(q.scores, p.scores[rows])
