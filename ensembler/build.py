@@ -42,7 +42,7 @@ from predictions.store import StoreWriter, read_store
 from predictions.types import Labels, Predictions
 
 from .base import Combiner, combiner_class
-from .candidates import Candidates
+from .candidates import Candidates, weighted_top_k
 from .distributed import map_ordered, use_client
 from .ensemble import FitResult, fit_ensemble, make_factory
 from .evaluate import check_labels_cover, evaluate_members, find_label_files
@@ -50,7 +50,8 @@ from .members import (ChunkTask, MemberStores, align_members, chunk_tasks, disco
                       verify_members, has_csv, with_csv_stores)
 from .record import BuildRecord, RecordMember, package_versions
 
-__all__ = ["build", "find_fit_members", "plan_splits", "apply_to_splits", "auto_chunk_rows", "combine_chunk"]
+__all__ = ["build", "find_fit_members", "plan_splits", "apply_to_splits", "auto_chunk_rows", "combine_chunk",
+           "linear_weights"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 #: Longest ensemble name: its output file names must fit the file system's 255 bytes.
@@ -58,6 +59,9 @@ MAX_NAME = 128
 
 #: Candidate entries (videos x members x k) per streamed chunk: about 0.5 GB of working memory.
 CHUNK_ENTRIES = 4_000_000
+#: Videos a fixed scheme is "fitted" on: it sees no labels and needs only the members' names and
+#: widths, so a small first chunk will do (a whole chunk cost as much as streaming one more).
+FIXED_FIT_ROWS = 256
 
 
 def auto_chunk_rows(members: list[MemberStores]) -> int:
@@ -67,13 +71,50 @@ def auto_chunk_rows(members: list[MemberStores]) -> int:
 
 
 def combine_chunk(task: ChunkTask, combiner: Combiner, names, member_ks, k_out: int, member_k: int | None,
-                  reader_for=None) -> Predictions:
+                  reader_for=None, weights=None) -> Predictions:
     """Read one chunk and combine it with the fitted scheme: the chunk's top ``k_out`` predictions.
 
+    ``weights`` (:func:`linear_weights` of the combiner, when its score is a weighted mean of the
+    member scores): the chunk is combined by :func:`~ensembler.candidates.weighted_top_k`, which
+    adds the scores straight into a dense block instead of building the candidates' (R, M) matrix.
     Runs in this process or on a Dask worker (``reader_for`` None: stores opened by path and cached).
     """
     preds = read_chunk(task, member_ks, member_k=member_k, reader_for=reader_for)
+    if weights is not None:
+        return weighted_top_k(preds, weights, k=k_out, names=names)
     return combiner.predict(Candidates.from_members(preds, names), k=k_out)
+
+
+def _weighted_mean_schemes() -> tuple:
+    """The ``_predict`` functions known to be ``weighted_mean(cands.scores, self.member_weights_)``."""
+    from .schemes.averaging import GapWeighted, UniformAverage
+    from .schemes.caruana import CaruanaSelection
+    from .schemes.optimized import OptimizedWeights
+    return tuple(c._predict for c in (UniformAverage, GapWeighted, CaruanaSelection, OptimizedWeights))
+
+
+def linear_weights(combiner: Combiner) -> np.ndarray | None:
+    """(M,) weights when the fitted ``combiner`` scores a candidate by the weighted mean of the member
+    scores (``uniform``, ``gap``, ``caruana``, ``optimized``; a FoldBag of such models, whose mean is
+    the weighted mean with the mean weights; ``auto`` when it chose one), else None.
+
+    Only classes whose scoring is known are trusted: a subclass that overrides ``_predict``,
+    ``predict_scores`` or ``predict`` is not linear here.
+    """
+    from .crossfit import FoldBag
+    from .schemes.auto import AutoScheme
+
+    cls = type(combiner)
+    if cls.predict_scores is not Combiner.predict_scores or cls.predict is not Combiner.predict:
+        return None
+    if cls is FoldBag:
+        parts = [linear_weights(m) for m in combiner.models_]
+        return None if not parts or any(w is None for w in parts) else np.mean(parts, axis=0)
+    if cls is AutoScheme:
+        return linear_weights(combiner.final_)
+    if cls._predict in _weighted_mean_schemes() and getattr(combiner, "member_weights_", None) is not None:
+        return np.asarray(combiner.member_weights_, dtype=np.float64)
+    return None
 
 
 def _local_readers(members: list[MemberStores]):
@@ -104,7 +145,7 @@ def _read_fit_members(members: list[MemberStores], alignment, *, learned: bool, 
     if learned:
         preds = read_members(members, alignment, chunk_rows=chunk_rows, member_k=member_k)
     else:
-        task = next(chunk_tasks(members, alignment, chunk_rows))
+        task = next(chunk_tasks(members, alignment, min(chunk_rows, FIXED_FIT_ROWS)))
         preds = read_chunk(task, [m.k for m in members], member_k=member_k, reader_for=_local_readers(members))
     return {m.name: p for m, p in zip(members, preds)}
 
@@ -140,6 +181,7 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
     single_file = _single_file(out)
     outputs, scores = {}, {}
     combiner_ref = client.scatter(fit.combiner, broadcast=True) if client is not None else fit.combiner
+    weights = linear_weights(fit.combiner)  # a weighted mean: summed straight into dense blocks
     splits = plan_splits(by_split, fit_split, names, log)
     if single_file:
         splits = [fit_split]
@@ -154,9 +196,10 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
         tasks = chunk_tasks(members, alignment, chunk_rows)
         opts = (names, [m.k for m in members], k_out, member_k)
         if client is None:
-            results = (combine_chunk(t, fit.combiner, *opts, reader_for=_local_readers(members)) for t in tasks)
+            results = (combine_chunk(t, fit.combiner, *opts, reader_for=_local_readers(members), weights=weights)
+                       for t in tasks)
         else:
-            results = map_ordered(client, combine_chunk, tasks, combiner_ref, *opts)
+            results = map_ordered(client, combine_chunk, tasks, combiner_ref, *opts, None, weights)  # reader_for=None
         bar = _progress_bar(total=len(alignment.ids), unit="video", desc=f"{name} {split}", disable=not progress)
         with StoreWriter(write_to, ids=alignment.ids, num_classes=members[0].num_classes, k=k_out, model=name,
                          split=split, crop="full", config={"scheme": fit.scheme, "params": fit.params},

@@ -63,22 +63,10 @@ class Candidates:
     @classmethod
     def from_members(cls, members: list[Predictions], names=None, *, k_full: int = DEFAULT_K_FULL) -> "Candidates":
         """Build from members aligned on the same ids (checked, never assumed)."""
-        if not members:
-            raise InputError("no members to combine")
         names = tuple(names) if names is not None else tuple(f"m{i}" for i in range(len(members)))
-        if len(names) != len(members):
-            raise InputError(f"{len(names)} names for {len(members)} members")
-        first = members[0]
+        topk = _checked_topk(members, names, k_full)
+        first = topk[0]
         C = first.num_classes
-        topk = []
-        for name, m in zip(names, members):
-            check_aligned(first.ids, m.ids, f"members {names[0]!r} and {name!r}")
-            if m.num_classes != C:
-                raise InputError(f"member {name!r} has {m.num_classes} classes, expected {C}")
-            topk.append(m if m.indices is not None else m.topk(k_full))
-            idx = topk[-1].indices
-            if idx.size and (idx.min() < 0 or idx.max() >= C):
-                raise InputError(f"member {name!r} has label ids outside [0, {C})")
         n, M = len(first.ids), len(members)
         row, label, flat = _union(topk, n, C)
         R = len(row)
@@ -127,13 +115,82 @@ class Candidates:
         Videos with fewer than ``k`` candidates are padded with score 0 and the
         lowest label ids not already in their row.
         """
-        score = np.clip(np.nan_to_num(np.asarray(score, dtype=np.float32)), 0.0, 1.0)
-        n = self.n_videos
-        out_s, out_l = _top_per_row(self.row, self.label, score, n, k)
-        missing = out_l < 0
-        if missing.any():
-            _pad_labels(out_l, missing, self.num_classes)
-        return Predictions(self.ids, out_s, out_l.astype(np.int32), self.num_classes)
+        return _top_predictions(self.ids, self.row, self.label, score, k, self.num_classes)
+
+
+def _top_predictions(ids, row, label, score, k: int, num_classes: int) -> Predictions:
+    """Top-``k`` Predictions of candidates ``(row, label, score)`` (see :meth:`Candidates.to_predictions`)."""
+    score = np.clip(np.nan_to_num(np.asarray(score, dtype=np.float32)), 0.0, 1.0)
+    out_s, out_l = _top_per_row(row, label, score, len(ids), k)
+    missing = out_l < 0
+    if missing.any():
+        _pad_labels(out_l, missing, num_classes)
+    return Predictions(ids, out_s, out_l.astype(np.int32), num_classes)
+
+
+def _checked_topk(members: list[Predictions], names, k_full: int) -> list[Predictions]:
+    """The members as top-k Predictions (full ones cut to ``k_full``), checked: aligned on the first's
+    ids (never assumed; the same ids array is aligned by construction), one class count, label ids
+    in range."""
+    if not members:
+        raise InputError("no members to combine")
+    if len(names) != len(members):
+        raise InputError(f"{len(names)} names for {len(members)} members")
+    first = members[0]
+    C = first.num_classes
+    topk = []
+    for name, m in zip(names, members):
+        if m.ids is not first.ids:
+            check_aligned(first.ids, m.ids, f"members {names[0]!r} and {name!r}")
+        if m.num_classes != C:
+            raise InputError(f"member {name!r} has {m.num_classes} classes, expected {C}")
+        topk.append(m if m.indices is not None else m.topk(k_full))
+        idx = topk[-1].indices
+        if idx.size and (idx.min() < 0 or idx.max() >= C):
+            raise InputError(f"member {name!r} has label ids outside [0, {C})")
+    return topk
+
+
+def weighted_top_k(members: list[Predictions], weights, k: int = 20, names=None, *,
+                   k_full: int = DEFAULT_K_FULL) -> Predictions:
+    """Top-``k`` predictions of the weighted mean ``sum_m w_m s_m`` of the members' scores over the
+    union of their top-k labels: what ``Candidates.from_members(members).to_predictions(scores @ w, k)``
+    gives (same candidates, same order: descending score, then ascending label; same padding), up
+    to float32 rounding of the sums, without the (R, M) score matrix.
+
+    Per block of ``b`` videos (a (b, C) table that stays in the CPU caches): each member's weighted
+    scores are scatter-added into a dense float32 table and its labels marked; one ``flatnonzero``
+    of the marks lists the block's candidates in (video, label) order and gathers their sums.
+    Cost: linear in the member entries plus ``n * C`` bytes scanned; memory O(b * C) besides the
+    result. ``weights``: (M,) non-negative, as the weighted-mean schemes fit them.
+    """
+    names = tuple(names) if names is not None else tuple(f"m{i}" for i in range(len(members)))
+    topk = _checked_topk(members, names, k_full)
+    w = np.asarray(weights, dtype=np.float32).reshape(-1)
+    if len(w) != len(topk):
+        raise InputError(f"{len(w)} weights for {len(topk)} members")
+    ids, C = topk[0].ids, topk[0].num_classes
+    n = len(ids)
+    b = max(1, min(n, _TABLE_CELLS // C))
+    acc = np.zeros(b * C, dtype=np.float32)
+    mark = np.zeros(b * C, dtype=bool)
+    base = np.arange(b, dtype=np.int64)[:, None] * C
+    rows, labels, sums = [], [], []
+    for a in range(0, n, b):
+        e = min(n, a + b)
+        for m, wm in zip(topk, w):
+            cell = (base[:e - a] + m.indices[a:e]).ravel()
+            acc[cell] += wm * m.scores[a:e].astype(np.float32, copy=False).ravel()
+            mark[cell] = True
+        union = np.flatnonzero(mark[:(e - a) * C])
+        sums.append(acc[union])
+        acc[union] = 0
+        mark[union] = False
+        rows.append(union // C + a)
+        labels.append((union % C).astype(np.int32))
+    if not rows:
+        return _top_predictions(ids, np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), k, C)
+    return _top_predictions(ids, np.concatenate(rows), np.concatenate(labels), np.concatenate(sums), k, C)
 
 
 _TABLE_CELLS = 1 << 21  # cells of the per-block (rows, C) tables (2 MiB bool + 8-16 MiB int)

@@ -1,0 +1,131 @@
+"""The build's fast path for weighted-mean schemes: ``weighted_top_k`` gives what the candidates path
+gives (same labels in the same order, same padding; sums equal up to float32 rounding), and
+``linear_weights`` trusts exactly the schemes whose score is a weighted mean."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ensembler import create_combiner
+from ensembler.build import build, linear_weights
+from ensembler.candidates import Candidates, weighted_top_k
+from ensembler.crossfit import FoldBag
+from ensembler.schemes.averaging import UniformAverage
+from predictions.errors import InputError
+from predictions.store import read_store
+from predictions.types import Labels, Predictions
+
+from .ensemble_fixtures import write_members
+
+
+def _members(rng, n, C, widths, *, levels=None, full=()):
+    """Top-k members of the same ids; ``levels``: scores on a grid of that many steps (ties), else continuous."""
+    ids = np.array([f"v{i}" for i in range(n)])
+    out = []
+    for j, k in enumerate(widths):
+        if j in full:
+            s = rng.random((n, C), dtype=np.float32)
+            out.append(Predictions(ids, s, None, C))
+            continue
+        lab = np.argsort(rng.random((n, C)), axis=1)[:, :k].astype(np.int32)
+        s = rng.random((n, k)) if levels is None else rng.integers(0, levels + 1, (n, k)) / levels
+        s = -np.sort(-s.astype(np.float32), axis=1)
+        out.append(Predictions(ids, s, lab, C))
+    return out
+
+
+def _reference(members, w, k):
+    cands = Candidates.from_members(members)
+    return cands.to_predictions(cands.scores @ np.asarray(w, np.float32), k=k)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_equal_to_the_candidates_path_on_exact_sums(seed):
+    """Scores on a 1/8 grid and weights 1/4, 1/2, 1/4: every sum is exact, so even the ties must match."""
+    rng = np.random.default_rng(seed)
+    C = int(rng.choice([7, 30, 3862]))
+    n = int(rng.choice([1, 5, 600, 1200]))  # 1200 rows of C=3862: more than one block
+    members = _members(rng, n, C, [min(C, 5), min(C, 3), min(C, 6)], levels=8)
+    w = [0.25, 0.5, 0.25]
+    for k in (1, 4, 20):
+        k = min(k, C)
+        got, want = weighted_top_k(members, w, k=k), _reference(members, w, k)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.indices, want.indices)  # ties by ascending label, padding too
+        np.testing.assert_array_equal(got.scores, want.scores)
+
+
+def test_continuous_scores_full_members_and_zero_weights():
+    rng = np.random.default_rng(9)
+    members = _members(rng, 400, 50, [20, 10, 50, 20], full={2})
+    w = np.array([0.4, 0.0, 0.35, 0.25])
+    got, want = weighted_top_k(members, w, k=20), _reference(members, w, 20)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=2e-7)
+    same = (got.indices == want.indices).all(axis=1)
+    # a row may differ only where two sums lie within float32 rounding of each other
+    for r in np.flatnonzero(~same):
+        d = np.abs(np.subtract.outer(want.scores[r], want.scores[r]))
+        assert (d[np.triu_indices(20, 1)] < 1e-6).any()
+    assert same.mean() > 0.99
+
+
+def test_checks_and_empty():
+    rng = np.random.default_rng(1)
+    a, b = _members(rng, 10, 8, [3, 3])
+    with pytest.raises(InputError, match="2 weights for 1 members"):
+        weighted_top_k([a], [0.5, 0.5])
+    other = Predictions(np.array([f"x{i}" for i in range(10)]), b.scores, b.indices, 8)
+    with pytest.raises(InputError, match="differ|aligned|ids"):
+        weighted_top_k([a, other], [0.5, 0.5])
+    bad = Predictions(b.ids, b.scores, np.full_like(b.indices, 8), 8)
+    with pytest.raises(InputError, match="outside"):
+        weighted_top_k([a, bad], [0.5, 0.5])
+    empty = Predictions(np.zeros(0, "U1"), np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32), 8)
+    out = weighted_top_k([empty, empty], [0.5, 0.5], k=4)
+    assert len(out) == 0 and out.indices.shape == (0, 4)
+
+
+def _fitted(scheme, cands, labels, **params):
+    return create_combiner(scheme, **params).fit(cands, labels)
+
+
+def test_linear_weights_trusts_only_weighted_means():
+    rng = np.random.default_rng(3)
+    members = _members(rng, 300, 12, [5, 5, 5])
+    cands = Candidates.from_members(members)
+    labels = Labels.from_lists(members[0].ids, [rng.choice(12, 2, replace=False) for _ in range(300)], 12)
+    for scheme in ("uniform", "gap", "caruana", "optimized"):
+        comb = _fitted(scheme, cands, labels)
+        np.testing.assert_array_equal(linear_weights(comb), comb.member_weights_)
+    for scheme in ("power", "rank", "geometric", "per-class", "lr"):
+        assert linear_weights(_fitted(scheme, cands, labels)) is None, scheme
+    bag = FoldBag(create_combiner("gap"), n_folds=3).fit(cands, labels)
+    np.testing.assert_allclose(linear_weights(bag), np.mean([m.member_weights_ for m in bag.models_], axis=0))
+    # the bag's own scores are its weighted mean with those weights
+    np.testing.assert_allclose(bag.predict_scores(cands), cands.scores @ linear_weights(bag), atol=1e-6)
+
+    class Squared(UniformAverage):  # a subclass changing the score is not trusted
+        def _predict(self, c):
+            return super()._predict(c) ** 2
+
+    assert linear_weights(Squared().fit(cands)) is None
+
+
+@pytest.mark.parametrize("scheme", ["uniform", "gap", "power"])
+def test_build_output_equals_the_fitted_combiner(tmp_path, scheme):
+    """The stores a build writes hold what its fitted combiner predicts from the members (the weighted-mean
+    schemes through the fast path, the others through the candidates)."""
+    run = write_members(tmp_path / "m", C=60, noises=(1.0, 1.6, 2.4, 3.0))
+    rec = build([str(run["predictions"])], scheme=scheme, labels=[str(run["labels"])], out=tmp_path / "o",
+                progress=False, log=lambda *a: None)
+    import ensembler
+    heldout = ensembler.load_members(str(run["predictions"]), split="heldout")
+    fit = ensembler.fit_ensemble(heldout, run["truth"]["heldout"].reindex(next(iter(heldout.values())).ids),
+                                 scheme, n_folds=5, random_state=0)
+    for split in ("eval", "test"):
+        members = ensembler.load_members(str(run["predictions"]), split=split)
+        want = fit.predict(members, k=20)
+        got = read_store(rec.outputs[split])
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)
+        assert (got.indices == want.indices).all(axis=1).mean() > 0.99
