@@ -218,8 +218,19 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
     return outputs, scores
 
 
-def _progress_bar(**kw):
-    from tqdm.auto import tqdm  # imported when used: ``ensemble --help`` does not pay for it
+class _NoBar:
+    def update(self, n=1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(*, disable: bool, **kw):
+    """A tqdm bar, imported only when shown (``ensemble --help`` and quiet builds do not pay for it)."""
+    if disable:
+        return _NoBar()
+    from tqdm.auto import tqdm
     return tqdm(**kw)
 
 

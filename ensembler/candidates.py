@@ -237,6 +237,43 @@ def _union(topk: list[Predictions], n: int, num_classes: int):
     return np.concatenate(rows_out), np.concatenate(labels_out), flat_out
 
 
+def _top_padded(row, label, score, counts, width: int, k: int, out_s, out_l):
+    """The fast path of :func:`_top_per_row` for candidates grouped by row in ascending label order.
+
+    Scores (in [0, 1]) go into an (n, width) table, -1 padded, columns in ascending label order.
+    One argpartition keeps each row's best ``k``; they are ordered by one sort of integer keys
+    (the score's bits, descending, then the column: ties by lower label). A row whose k-th best
+    ties with a dropped candidate is redone with a stable sort of the whole row.
+    """
+    n, R = len(counts), len(row)
+    starts = np.cumsum(counts) - counts
+    pad = np.full(n * width, -1.0, dtype=np.float32)
+    pad[np.arange(R) + (row * width - starts[row])] = score
+    pad = pad.reshape(n, width)
+    if width > k:
+        part = np.argpartition(pad, width - k, axis=1)
+        vals = np.take_along_axis(pad, part, axis=1)
+        part, kept = part[:, width - k:], vals[:, width - k:]
+        kth = kept.min(axis=1)
+        tied = np.flatnonzero((vals[:, :width - k].max(axis=1) == kth) & (kth >= 0))
+    else:
+        part = np.broadcast_to(np.arange(width), (n, width))
+        kept, tied = pad, ()
+    # order-preserving for floats >= 0 (+ 0 turns a -0.0 into 0.0; padding -1 counts as 0, its column is last)
+    bits = (np.maximum(kept, np.float32(0)) + np.float32(0)).view(np.int32).astype(np.int64)
+    shift = max(int(width).bit_length(), 1)
+    key = ((np.int64(0x7FFFFFFF) - bits) << shift) | part             # score descending, then column
+    key.sort(axis=1)
+    col = key & ((1 << shift) - 1)
+    if len(tied):
+        col[tied] = np.argsort(-pad[tied], axis=1, kind="stable")[:, :k]
+    real = col < counts[:, None]
+    w = col.shape[1]
+    out_s[:, :w] = np.where(real, np.take_along_axis(pad, col, axis=1), 0.0)
+    out_l[:, :w] = np.where(real, label[np.minimum(starts[:, None] + col, R - 1)], -1)
+    return out_s, out_l
+
+
 def _top_per_row(row: np.ndarray, label: np.ndarray, score: np.ndarray, n: int, k: int):
     """(n, k) float32 scores and int64 labels (-1 where a row has fewer than k) of each row's
     best candidates, by descending score then ascending label."""
@@ -249,34 +286,8 @@ def _top_per_row(row: np.ndarray, label: np.ndarray, score: np.ndarray, n: int, 
     width = int(counts.max())
     grouped = not np.any(row[1:] < row[:-1])
     ascending = grouped and np.all((row[1:] != row[:-1]) | (label[1:] > label[:-1]))
-    if ascending and n * width <= 4 * R + 4096:
-        # Padded (n, width) layout: columns in ascending label order, so a stable sort of
-        # -score breaks ties by lower label; padding (-1) sorts after every real score >= 0.
-        starts = np.cumsum(counts) - counts
-        col = np.arange(R) - starts[row]
-        pad = np.full((n, width), -1.0, dtype=np.float32)
-        pad[row, col] = score
-        labs = np.full((n, width), -1, dtype=np.int64)
-        labs[row, col] = label
-        if width > k:
-            part = np.argpartition(-pad, k - 1, axis=1)[:, :k]
-            kth = np.take_along_axis(pad, part, axis=1).min(axis=1, keepdims=True)
-            # rows whose k-th best is tied with a dropped entry: redo them with a full stable sort
-            tied = np.flatnonzero((pad == kth).sum(axis=1) > (np.take_along_axis(pad, part, axis=1) == kth).sum(axis=1))
-            sub_s = np.take_along_axis(pad, part, axis=1)
-            order = np.lexsort((part, -sub_s), axis=1)
-            part = np.take_along_axis(part, order, axis=1)
-            if len(tied):
-                part[tied] = np.argsort(-pad[tied], axis=1, kind="stable")[:, :k]
-        else:
-            part = np.argsort(-pad, axis=1, kind="stable")
-        sel_s = np.take_along_axis(pad, part, axis=1)
-        sel_l = np.take_along_axis(labs, part, axis=1)
-        real = sel_l >= 0
-        w = sel_s.shape[1]
-        out_s[:, :w] = np.where(real, sel_s, 0.0)
-        out_l[:, :w] = sel_l
-        return out_s, out_l
+    if ascending and n * width <= 4 * R + 4096 and width.bit_length() <= 31:
+        return _top_padded(row, label, score, counts, width, k, out_s, out_l)
     # General case: sort candidates by (row, -score, label); rank within row; keep rank < k.
     order = np.lexsort((label, -score, row))
     rows = row[order]

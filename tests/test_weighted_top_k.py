@@ -129,3 +129,33 @@ def test_build_output_equals_the_fitted_combiner(tmp_path, scheme):
         np.testing.assert_array_equal(got.ids, want.ids)
         np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)
         assert (got.indices == want.indices).all(axis=1).mean() > 0.99
+
+
+def _plain_top(row, label, score, n, k):
+    """Each row's best k candidates by descending score, then ascending label (a plain sort per row)."""
+    out_s, out_l = np.zeros((n, k), np.float32), np.full((n, k), -1, np.int64)
+    for r in range(n):
+        sel = np.flatnonzero(row == r)
+        order = sorted(sel.tolist(), key=lambda i: (-float(score[i]), int(label[i])))[:k]
+        out_s[r, :len(order)] = score[order]
+        out_l[r, :len(order)] = label[order]
+    return out_s, out_l
+
+
+def test_top_per_row_ties_padding_and_negative_zero():
+    from ensembler.candidates import _top_per_row
+
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        n, C, k = int(rng.integers(1, 25)), int(rng.integers(2, 60)), int(rng.integers(1, 25))
+        counts = rng.integers(0, C + 1, n)
+        counts[rng.integers(0, n)] = max(int(counts.max()), 1)
+        row = np.repeat(np.arange(n), counts)
+        label = np.concatenate([np.sort(rng.choice(C, c, replace=False)) for c in counts]).astype(np.int32)
+        levels = int(rng.choice([2, 5, 1000]))
+        score = (rng.integers(0, levels, len(row)) / (levels - 1)).astype(np.float32)
+        score[rng.random(len(row)) < 0.1] = np.float32(-0.0)  # a zero with its sign bit set ranks as 0
+        got = _top_per_row(row, label, score, n, k)
+        want = _plain_top(row, label, score, n, k)
+        np.testing.assert_array_equal(got[1], want[1], err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(got[0], want[0])
