@@ -33,6 +33,7 @@ import numpy as np
 
 from predictions import metrics
 from predictions.errors import InputError
+from predictions.types import Labels, Predictions
 
 from .base import Combiner
 from .inputs import as_candidates, as_labels
@@ -101,6 +102,24 @@ def fold_std_error(fold_scores) -> float | None:
     if len(scores) < 2:
         return None
     return float(scores.std(ddof=1) / np.sqrt(len(scores)))
+
+
+def plain_fold_scores(pred: Predictions, labels: Labels, n_folds: int = 5, random_state=0, k: int = 20) -> list[float]:
+    """GAP@k of fixed predictions on each fold of their videos: the fold scores of a fixed scheme.
+
+    The folds are :func:`make_folds` over ``pred.ids`` in their order, so for
+    the same videos in the same order they are the folds :func:`crossfit` uses
+    (``ensemble build`` writes a split's ensemble store in the order it fitted
+    on). ``fold_std_error(plain_fold_scores(...))`` is then the standard error
+    of a fixed scheme's plain GAP, comparable with a learned scheme's.
+    """
+    folds = make_folds(len(pred.ids), n_folds, random_state)
+    labels = labels.reindex(pred.ids)
+    out = []
+    for f in range(n_folds):
+        ids = pred.ids[folds == f]
+        out.append(float(metrics.gap(pred.reindex(ids), labels.reindex(ids), k=k)))
+    return out
 
 
 def make_folds(n_videos: int, n_folds: int, random_state=0) -> np.ndarray:

@@ -203,7 +203,8 @@ def _builds(d: dict) -> str:
                   "Fitted weight of each member in each build that has weights (from the build records).")
     parts.append(fig or _note("No build record has per-member weights (e.g. stacking schemes)."))
     fig = _figure(d["figures"], "trajectory", "greedy selection trajectory",
-                  "Greedy (Caruana) selection: fit-split GAP after each step; the star marks the best step.")
+                  "Greedy (Caruana) selection: fit-split GAP after each step; the star marks the best step "
+                  "(for a bag of fold models: the first fold model's selection, on its training folds).")
     parts.append(fig or _note("No build record has a selection trajectory (only Caruana-style schemes do)."))
     return "".join(parts) + "</section>"
 

@@ -10,7 +10,7 @@ import pytest
 import ensembler
 from ensembler import BuildRecord, create_combiner, crossfit, fit_ensemble
 from ensembler.cli import main
-from ensembler.crossfit import FoldBag, fold_std_error, make_folds, mean_description
+from ensembler.crossfit import FoldBag, fold_std_error, make_folds, mean_description, plain_fold_scores
 from ensembler.schemes.stacking import XGBoostStacker, monotone_directions
 from predictions.errors import InputError
 from predictions.types import Labels
@@ -121,6 +121,12 @@ def test_fold_standard_error_in_results_and_records(small):
     back = BuildRecord.from_json(rec.to_json())
     assert back.std_error == pytest.approx(se) and "std_error" not in {k for k, v in back.to_dict().items()
                                                                        if k != "crossfit" and v is not None}
+    # a fixed scheme's plain fold scores, from its predictions alone, are the cross-fit's fold scores
+    # (members with 20 labels each, so no video's top 20 needs padding labels that could hit by luck)
+    wide, wide_labels = make_data(n=240, C=30, seed=5, noises=(1.0, 1.8, 2.6), k=20)
+    uni = fit_ensemble(wide, wide_labels, "uniform", n_folds=4, random_state=7)
+    plain = plain_fold_scores(uni.predict(wide), wide_labels, n_folds=4, random_state=7)
+    np.testing.assert_allclose(plain, uni.crossfit.fold_scores, rtol=0, atol=1e-9)
     fixed = BuildRecord(name="u", scheme="uniform", estimate=0.7, std_error=0.01)
     assert BuildRecord.from_json(fixed.to_json()).std_error == 0.01
     with pytest.raises(InputError, match="std_error"):

@@ -365,3 +365,14 @@ def test_uniform_gap_equals_dense_reference():
             ref = metrics.gap(Predictions.from_dense(ids, np.mean([dense[c] for c in cols], axis=0)), truth, k=k)
             assert _uniform_gap(cands, cols, y, n_pos, k) == pytest.approx(ref, abs=1e-6)
     assert metrics.gap_pooled(cands.row, cands.scores[:, 0], np.zeros(len(y), bool), 0, k=5) == 0.0
+
+
+def test_trajectory_and_bag_size_of_bagged_and_auto_records():
+    from reports.report import _bagged, _first_trajectory
+    traj = [{"member": "good", "gap": 0.8}]
+    assert _first_trajectory({"trajectory": traj}) == traj
+    bag = {"weights": {"good": 1.0}, "bagged_models": 5, "folds": [{"trajectory": traj}, {"trajectory": []}]}
+    assert _first_trajectory(bag) == traj and _bagged(bag) == 5
+    auto = {"chosen": "caruana", "chosen_fitted": bag}
+    assert _first_trajectory(auto) == traj and _bagged(auto) == 5
+    assert _first_trajectory({"weights": {}}) is None and _bagged({"weights": {}}) is None
