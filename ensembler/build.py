@@ -19,7 +19,11 @@ every split's members and alignment, labels covering the scored videos, the
 member checksums), so a bad input never costs a fit or leaves a file; the
 stores and the record of step 3 and 4 are written to temporary files and
 renamed together, under a lock file that keeps a second build of the same
-outputs away.
+outputs away. A fixed scheme, whose fit costs nothing (it reads the first
+rows only for the members' names and widths), has its members' checksums
+taken on the rows step 3 streams, in the same read, and compared before
+anything is renamed into place (a store read out of row order is verified in
+a pass of its own).
 """
 from __future__ import annotations
 
@@ -234,6 +238,19 @@ def _progress_bar(*, disable: bool, **kw):
     return tqdm(**kw)
 
 
+@contextlib.contextmanager
+def _corrupt_first(readers):
+    """For checksums taken on the streamed rows: when anything fails before they are all compared, the
+    stores not yet verified are verified first, so that a corrupt store is named as the cause (a
+    checksum mismatch) rather than by what it broke (a video id without labels, ...)."""
+    try:
+        yield
+    except InputError:
+        for r in readers:
+            r.end_verify()  # compared already when streamed to the end; else a pass of its own
+        raise
+
+
 def _single_file(out: Path) -> bool:
     """``--out x.h5`` names one store (unless it is an existing directory)."""
     return out.suffix == ".h5" and not out.is_dir()
@@ -349,8 +366,9 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         which bounds memory whatever the number of members).
     fold_crops, member_k, require_same_ids, allow_mixed_k : how members are
         read and aligned (see ``ensemble build --help``).
-    verify : check every member store's checksum first (streaming; a corrupt
-        store is an error before anything is fitted or written).
+    verify : check every member store's checksum (a corrupt store is an error
+        before anything is written): a learned scheme's members before its fit,
+        a fixed scheme's on the rows as they are streamed (no pass of its own).
     progress, command, log : progress bars, the command line to record, where
         messages go.
     client : a dask.distributed Client; chunks are then combined on its
@@ -411,49 +429,59 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         used = {s: [next(m for m in by_split[s] if m.name == n) for n in names] for s in splits}
         _check_same_vocabulary(used, splits, fit_split, truth, label_files, allow_mixed_k)
         alignments = {s: align_members(used[s], **align_kw) for s in splits}
-        if verify:
+        # a fixed scheme's members are verified on the rows streamed in step 3 (see the module doc)
+        streamed = verify and not learned and client is None
+        if verify and not streamed:
             verify_members([m for s in splits for m in used[s]], progress=progress)
-        for s in splits:
-            if s in truth:
-                scored_alone = s != fit_split or not learned  # members scored on all their own videos
-                _check_labels_cover(truth[s], used[s], label_files[s],
-                                    ids=None if scored_alone else alignments[s].ids)
-        if learned:
-            truth[fit_split] = align_labels(truth[fit_split], alignments[fit_split].ids, label_files[fit_split])
+        checked = [r for s in splits for m in used[s] for r in m.readers] if streamed else []
+        with _corrupt_first(checked):
+            for s in splits:
+                if s in truth:
+                    scored_alone = s != fit_split or not learned  # members scored on all their own videos
+                    _check_labels_cover(truth[s], used[s], label_files[s],
+                                        ids=None if scored_alone else alignments[s].ids)
+            if learned:
+                truth[fit_split] = align_labels(truth[fit_split], alignments[fit_split].ids,
+                                                label_files[fit_split])
 
-        alignment = alignments[fit_split]
-        fit_preds = _read_fit_members(fit_members, alignment, learned=learned, chunk_rows=chunk_rows,
-                                      member_k=member_k)
-        with use_client(client) if client is not None else contextlib.nullcontext():
-            fit = fit_ensemble(fit_preds, truth[fit_split] if learned else None, scheme, params, n_folds=n_folds,
-                               random_state=random_state, progress=progress)
-        del fit_preds
+            alignment = alignments[fit_split]
+            fit_preds = _read_fit_members(fit_members, alignment, learned=learned, chunk_rows=chunk_rows,
+                                          member_k=member_k)
+            with use_client(client) if client is not None else contextlib.nullcontext():
+                fit = fit_ensemble(fit_preds, truth[fit_split] if learned else None, scheme, params,
+                                   n_folds=n_folds, random_state=random_state, progress=progress)
+            del fit_preds
 
-        k_out = k or max((m.k or 100) for m in fit_members)
-        if k_out > fit_members[0].num_classes:
-            raise InputError(f"--k {k_out} exceeds the number of classes {fit_members[0].num_classes}")
-        record_path = out.with_suffix(".json") if single_file else out / f"{name}.build.json"
-        with AtomicSet() as staging:
-            outputs, scores = apply_to_splits(fit, by_split, fit_split, truth, name=name, out=out, k_out=k_out,
-                                              chunk_rows=chunk_rows, member_k=member_k, align_kw=align_kw,
-                                              progress=progress, log=lambda _: None, client=client,
-                                              alignments=alignments, staging=staging)
-            record = BuildRecord(name=name, scheme=scheme, params=params, fit_split=fit_split,
-                                 members=[RecordMember(m.name, tuple(m.paths)) for m in fit_members],
-                                 n_fit_videos=len(alignment.ids), member_gap=fit.member_gap,
-                                 best_single=fit.best_single, uniform_gap=fit.uniform_gap, crossfit=fit.crossfit,
-                                 estimate=fit.estimate, fit_seconds=fit.fit_seconds,
-                                 fitted=fit.combiner.describe(), outputs=outputs, scores=scores)
-            if not learned and fit_split in scores:
-                # A fixed scheme never sees labels, so its plain score on the fit split is already honest.
-                rows = evaluate_members(fit_members, truth[fit_split], chunk_rows=chunk_rows, client=client)
-                scores[fit_split]["members"] = rows
-                record.member_gap = {r["name"]: r["gap"] for r in rows}
-                record.best_single = (rows[0]["name"], rows[0]["gap"])
-                record.estimate = scores[fit_split]["ensemble"]["gap"]
-            record.build_seconds = time.perf_counter() - t0
-            record.versions = package_versions()
-            record.command = command or " ".join(sys.argv)
-            staging.add(record_path).write_text(record.to_json(), encoding="utf-8")
+            k_out = k or max((m.k or 100) for m in fit_members)
+            if k_out > fit_members[0].num_classes:
+                raise InputError(f"--k {k_out} exceeds the number of classes {fit_members[0].num_classes}")
+            record_path = out.with_suffix(".json") if single_file else out / f"{name}.build.json"
+            with AtomicSet() as staging:
+                for r in checked:
+                    r.begin_verify()
+                outputs, scores = apply_to_splits(fit, by_split, fit_split, truth, name=name, out=out,
+                                                  k_out=k_out, chunk_rows=chunk_rows, member_k=member_k,
+                                                  align_kw=align_kw, progress=progress, log=lambda _: None,
+                                                  client=client, alignments=alignments, staging=staging)
+                for r in checked:  # compared already when streamed in order; else a pass of its own
+                    r.end_verify()
+                record = BuildRecord(name=name, scheme=scheme, params=params, fit_split=fit_split,
+                                     members=[RecordMember(m.name, tuple(m.paths)) for m in fit_members],
+                                     n_fit_videos=len(alignment.ids), member_gap=fit.member_gap,
+                                     best_single=fit.best_single, uniform_gap=fit.uniform_gap,
+                                     crossfit=fit.crossfit, estimate=fit.estimate, fit_seconds=fit.fit_seconds,
+                                     fitted=fit.combiner.describe(), outputs=outputs, scores=scores)
+                if not learned and fit_split in scores:
+                    # A fixed scheme never sees labels, so its plain score on the fit split is already honest.
+                    rows = evaluate_members(fit_members, truth[fit_split], chunk_rows=chunk_rows,
+                                            client=client)
+                    scores[fit_split]["members"] = rows
+                    record.member_gap = {r["name"]: r["gap"] for r in rows}
+                    record.best_single = (rows[0]["name"], rows[0]["gap"])
+                    record.estimate = scores[fit_split]["ensemble"]["gap"]
+                record.build_seconds = time.perf_counter() - t0
+                record.versions = package_versions()
+                record.command = command or " ".join(sys.argv)
+                staging.add(record_path).write_text(record.to_json(), encoding="utf-8")
         record.path = str(record_path)
     return record

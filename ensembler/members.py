@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from predictions.align import align_stores
+from predictions.align import Alignment, align_stores
 from predictions.csvimport import is_csv, stores_of_members
 from predictions.errors import InputError
 from predictions.store import StoreReader, expand_paths, open_store
@@ -139,8 +139,14 @@ def align_members(members: list[MemberStores], *, require_same_ids: bool = False
     if not members:
         raise InputError("no members to combine (check --members and the split names)")
     readers = [r for m in members for r in m.readers]
-    return align_stores(readers, require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k,
-                        allow_identical=allow_identical)
+    alignment = align_stores(readers, require_same_ids=require_same_ids, allow_mixed_k=allow_mixed_k,
+                             allow_identical=allow_identical)
+    first = readers[0].ids
+    if alignment.ids is not first and len(alignment.ids) == len(first) and np.array_equal(alignment.ids, first):
+        # all of the first member's videos, in its order: keep its ids array itself, so that rows read
+        # from stores sharing it are aligned by identity (no element comparison per chunk)
+        alignment = Alignment(ids=first, rows=alignment.rows)
+    return alignment
 
 
 @dataclass(frozen=True)

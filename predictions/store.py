@@ -503,6 +503,9 @@ class StoreReader:
     def __init__(self, path):
         self.path = Path(path)
         self._file = None
+        self._stream: _Checksum | None = None   # see begin_verify
+        self._stream_pos = 0
+        self._stream_state = "off"              # off, running, done, abandoned, verified
         check_input_file(self.path, "a predictions store (.h5)")
         try:
             # No HDF5 chunk cache: readers read whole row ranges, and with dozens of members held
@@ -624,6 +627,8 @@ class StoreReader:
     def _block(self, start: int, stop: int):
         scores, indices = self._raw(start, stop)
         _check_rows(scores, indices, self.meta.num_classes, start, self.path)  # before any cast: no wrap-around
+        if self._stream_state == "running":
+            self._hash_rows(start, scores, indices)
         if indices is not None and indices.dtype != np.int32:
             indices = indices.astype(np.int32)
         return scores, indices
@@ -693,6 +698,45 @@ class StoreReader:
         if h.hexdigest() != self.meta.checksum:
             for a in range(0, self.meta.n, chunk_rows):  # say what is wrong when a row check can tell
                 self._block(a, min(a + chunk_rows, self.meta.n))
+        self._compare(h)
+
+    def begin_verify(self) -> None:
+        """Verify the checksum on the rows as they are read next, instead of in a pass of its own.
+
+        While the reads go from row 0 to the end in order (a streamed build's chunks), each block is
+        hashed as it is read, and the last one completes the check: an InputError if the digest
+        differs from the stored one. A read out of that order abandons the streamed check;
+        :meth:`end_verify` then verifies in a pass of its own.
+        """
+        self._stream = _Checksum(self.meta.num_classes)
+        self._stream.update_ids(self._raw_ids)
+        self._stream_pos = 0
+        self._stream_state = "running"
+        if self.meta.n == 0:
+            self._finish_stream()
+
+    def end_verify(self) -> None:
+        """Complete a verification begun by :meth:`begin_verify`: nothing more when the rows were all
+        read in order (already compared), else a full :meth:`verify` pass. InputError on a mismatch."""
+        state, self._stream = self._stream_state, None
+        if state not in ("done", "verified"):
+            self._stream_state = "off"
+            self.verify()
+        self._stream_state = "verified"  # a second end_verify costs nothing
+
+    def _hash_rows(self, start: int, scores, indices) -> None:
+        if start != self._stream_pos or not len(scores):
+            if len(scores):
+                self._stream, self._stream_state = None, "abandoned"  # out of order: end_verify does a pass
+            return
+        self._stream.update(indices, scores, self._scores.dtype.newbyteorder("<"))
+        self._stream_pos += len(scores)
+        if self._stream_pos == self.meta.n:
+            self._finish_stream()
+
+    def _finish_stream(self) -> None:
+        h, self._stream = self._stream, None
+        self._stream_state = "done"
         self._compare(h)
 
     def read_verified(self) -> Predictions:

@@ -36,11 +36,27 @@ def as_ids(ids) -> np.ndarray:
 
 
 def check_aligned(a: np.ndarray, b: np.ndarray, what: str = "arrays") -> None:
-    """Raise AlignmentError unless the two id arrays are equal element by element."""
+    """Raise AlignmentError unless the two id arrays are equal element by element.
+
+    Two views of the same memory (one shared ids array sliced alike, as members read from stores
+    of identical ids are) are equal without comparing their elements.
+    """
+    if _same_memory(a, b):
+        return
     if len(a) != len(b) or not np.array_equal(a, b):
         common = len(np.intersect1d(a, b))
         raise AlignmentError(
             f"{what} are not aligned on video id ({len(a)} vs {len(b)} ids, {common} in common)")
+
+
+def _same_memory(a, b) -> bool:
+    """Whether ``a`` and ``b`` are the same elements of the same buffer (equal by construction)."""
+    if a is b:
+        return True
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        return False
+    return (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def row_index(ids: np.ndarray, wanted: np.ndarray, what: str = "ids") -> np.ndarray:

@@ -461,3 +461,39 @@ def test_read_rows_consecutive_is_one_read(tmp_path):
             np.testing.assert_array_equal(q.ids, p.ids[rows])
             np.testing.assert_array_equal(q.indices, p.indices[rows])
             np.testing.assert_array_equal(q.scores, p.scores[rows])
+
+
+def _nudge_last_score(path):
+    with h5py.File(path, "r+") as f:
+        s = f["scores"]
+        s[len(s) - 1, s.shape[1] - 1] = np.nextafter(s[len(s) - 1, s.shape[1] - 1], np.float32(-1))
+
+
+def test_verify_on_the_rows_as_they_are_read(tmp_path):
+    """begin_verify: rows read in order are hashed as they come; the last read completes the check."""
+    p = make_topk(n=100, k=4, seed=6)
+    good = write_store(tmp_path / "g.h5", p, model="m", split="s")
+    bad = write_store(tmp_path / "b.h5", p, model="m", split="s")
+    _nudge_last_score(bad)   # still sorted and in range: only the checksum can tell
+    with open_store(good) as r:
+        r.begin_verify()
+        for a in range(0, 100, 30):
+            r.read_rows(np.arange(a, min(a + 30, 100)))
+        assert r._stream_state == "done"
+        r.end_verify()       # nothing left to do
+    with open_store(bad) as r:
+        r.begin_verify()
+        r.read(0, 60)
+        expect_error(bad, r.read, 60, 100, match="checksum mismatch")
+    # read out of order: the streamed check is abandoned, end_verify makes a pass of its own
+    with open_store(bad) as r:
+        r.begin_verify()
+        r.read(50, 100)
+        r.read(0, 50)
+        assert r._stream_state == "abandoned"
+        expect_error(bad, r.end_verify, match="checksum mismatch")
+    with open_store(good) as r:
+        r.begin_verify()
+        r.read_rows(np.array([5, 3]))
+        r.end_verify()       # a full pass, which passes
+        r.end_verify()       # and only once

@@ -159,3 +159,30 @@ def test_top_per_row_ties_padding_and_negative_zero():
         want = _plain_top(row, label, score, n, k)
         np.testing.assert_array_equal(got[1], want[1], err_msg=f"trial {trial}")
         np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_fixed_scheme_build_verifies_on_the_streamed_rows(tmp_path, monkeypatch):
+    """A uniform build reads each member once: the checksums are taken on the rows it streams (no verify
+    pass), and a store that no longer matches its checksum still fails the build, leaving nothing."""
+    import h5py
+
+    from predictions.store import StoreReader
+
+    run = write_members(tmp_path / "m", C=60)
+    passes = []
+    monkeypatch.setattr(StoreReader, "verify", lambda self, *a, **k: passes.append(self.path))
+    rec = build([str(run["predictions"] / "m*.test.full.h5")], out=tmp_path / "o1", progress=False,
+                log=lambda *a: None)
+    assert passes == [] and len(read_store(rec.outputs["test"])) == 200
+    monkeypatch.undo()
+    with h5py.File(run["predictions"] / "m1.test.full.h5", "r+") as f:
+        s = f["scores"]
+        s[-1, -1] = np.nextafter(s[-1, -1], np.float32(-1))
+    with pytest.raises(InputError, match="checksum mismatch") as info:
+        build([str(run["predictions"] / "m*.test.full.h5")], out=tmp_path / "o2", progress=False,
+              log=lambda *a: None)
+    assert "m1.test.full.h5" in str(info.value)
+    assert not (tmp_path / "o2").exists()
+    # with verify=False the same data goes through (the escape hatch)
+    build([str(run["predictions"] / "m*.test.full.h5")], out=tmp_path / "o3", verify=False, progress=False,
+          log=lambda *a: None)

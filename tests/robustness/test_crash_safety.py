@@ -166,20 +166,22 @@ def test_killed_predict_no_partial_store_and_previous_intact(big_video_data, tmp
 
 def test_killed_build_keeps_previous_ensemble(big_members, tmp_path):
     out = tmp_path / "out"
-    args = ["build", "--weights", "uniform", "--members", big_members / "members", "--out", out,
+    # "power" streams through the candidates (R, M) matrix: slow enough to be killed mid-write (the
+    # weighted-mean schemes got too fast for that on 3 members x 30,000 videos)
+    args = ["build", "--weights", "power", "--members", big_members / "members", "--out", out,
             "--chunk-rows", "3000", "--quiet"]
     t0 = time.monotonic()
     _run("ensembler.cli", *args)
     took = time.monotonic() - t0
-    target = out / "ens-uniform.heldout.full.h5"
+    target = out / "ens-power.heldout.full.h5"
     before = _store_sums(out)
-    record = _sha(out / "ens-uniform.build.json")
+    record = _sha(out / "ens-power.build.json")
     assert list(before) == [target.name] and took > 1.0
 
     proc = _start("ensembler.cli", *args)
     assert _kill_when(proc, lambda: bool(_temps(out)), extra_delay=0.3)
     assert _store_sums(out) == before
-    assert _sha(out / "ens-uniform.build.json") == record
+    assert _sha(out / "ens-power.build.json") == record
     with open_store(target) as s:
         assert len(s) == 30000
 
