@@ -311,10 +311,15 @@ def _locked_outputs(out: Path, name: str, single_file: bool):
 
 
 def _check_labels_cover(labels: Labels, members: list[MemberStores], label_path, ids=None) -> None:
-    """Every video to be scored has an entry in the labels file (else nothing is written)."""
+    """Every video to be scored has an entry in the labels file (else nothing is written). Each distinct
+    ids array is checked once (members of the same videos share one)."""
+    seen = set()
     for m in members:
         for r in m.readers:
-            check_labels_cover(labels, r.ids if ids is None else ids, label_path, r.path)
+            wanted = r.ids if ids is None else ids
+            if id(wanted) not in seen:
+                seen.add(id(wanted))
+                check_labels_cover(labels, wanted, label_path, r.path)
 
 
 def _check_same_vocabulary(used: dict, splits, fit_split: str, truth: dict, label_files: dict,
