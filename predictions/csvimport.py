@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .csvio import read_predictions_csv
 from .errors import InputError
-from .store import StoreWriter, check_ids, check_input_file, check_name, expand_paths
+from .store import StoreWriter, check_input_file, check_name, expand_paths
 
 __all__ = ["CSV_SPLITS", "CACHE_VERSION", "member_of_csv", "import_csv", "default_cache_dir", "cached_store",
            "stores_of_members", "is_csv"]
@@ -82,10 +82,14 @@ def import_csv(csv, out, *, model: str, split: str, num_classes: int, staging=No
     pred = read_predictions_csv(csv, num_classes)
     if len(pred) == 0:
         raise InputError("no video rows after the header: nothing to import", csv)
-    check_ids(pred.ids, csv)
-    write_to = out if staging is None else staging.add(out)
-    with StoreWriter(write_to, ids=pred.ids, num_classes=pred.num_classes, k=pred.k, model=model, split=split,
-                     config={"imported_from": str(csv)}, atomic=staging is None) as w:
+    try:  # the writer checks the ids (non-empty, no NUL, length, unique): a problem there is the CSV's
+        writer = StoreWriter(out, ids=pred.ids, num_classes=pred.num_classes, k=pred.k, model=model, split=split,
+                             config={"imported_from": str(csv)}, atomic=staging is None)
+    except InputError as err:
+        raise InputError(err.problem, csv) from None
+    if staging is not None:
+        writer.path = staging.add(out)  # checked and created only now that the CSV is known good
+    with writer as w:
         w.write(pred)
     return {"out": str(out), "videos": len(pred), "k": pred.k}
 

@@ -333,6 +333,9 @@ class StoreWriter:
     atomic : ``True`` (default): write a temporary file renamed onto ``path`` on
         success. ``False``: write ``path`` in place, for a caller that already
         writes to a temporary file of its own (:class:`~predictions.atomic.AtomicSet`).
+        Nothing touches the disk before the ``with`` block, so such a caller may
+        construct the writer first (every check of the ids and options) and set
+        ``path`` to its temporary file only once they passed.
 
     Use as a context manager; ``write(chunk)`` appends the next ``len(chunk)``
     rows and checks that ``chunk.ids`` equal the next expected ids. On a clean
