@@ -31,7 +31,9 @@ The cache
   leaves nothing, and two runs importing the same CSV at once each write a
   complete store (the last rename wins, both are the same).
 * **Clearing**: delete the directory (``rm -r ~/.cache/yt8m-ensembler/csv``)
-  whenever no build is running; it is rebuilt on demand.
+  whenever no build is running; it is rebuilt on demand. A cached store is
+  verified like any member (its checksum, ``--verify``): one that was damaged
+  on disk fails the build naming its cache path; delete it (or the cache).
 """
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ def cached_store(csv, *, num_classes: int, cache_dir=None, model: str | None = N
         model, split = model or m, split or s
     _, where, key = _key(csv, model, split, num_classes)
     d = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    entry = d / where / f"{model}.{split}.{key}.h5"
+    entry = d / where / f"{model[:64]}.{split[:32]}.{key}.h5"  # (readable, and short enough for any file system)
     if entry.is_file():
         return entry, False
     try:
