@@ -457,7 +457,8 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
                                    n_folds=n_folds, random_state=random_state, progress=progress)
             del fit_preds
 
-            k_out = k or max((m.k or 100) for m in fit_members)
+            # default: the members' largest k; full members keep 100 labels (all of them under 100 classes)
+            k_out = k or max((m.k or min(100, m.num_classes)) for m in fit_members)
             if k_out > fit_members[0].num_classes:
                 raise InputError(f"--k {k_out} exceeds the number of classes {fit_members[0].num_classes}")
             record_path = out.with_suffix(".json") if single_file else out / f"{name}.build.json"

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 import os
 import re
@@ -83,6 +84,7 @@ from predictions.errors import InputError
 from predictions.split import DEFAULT_SALT
 
 from .models.producer import NORMS
+from .search_space import apply_overrides, parse_search
 from .train import Recipe
 
 #: Width of a YouTube-8M video/frame feature vector (1024 RGB + 128 audio).
@@ -188,7 +190,7 @@ class JobConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     distill: DistillConfig | None = None
     path: str | None = field(default=None, compare=False)
-    search: object = field(default=None, compare=False)  # producers.search.SearchSpace or None
+    search: object = field(default=None, compare=False)  # producers.search_space.SearchSpace or None
     #: (k, K): this job trains the model that predicts fold k of the train split (see ``[predict] train_folds``)
     fold: tuple | None = field(default=None, compare=False)
 
@@ -431,8 +433,6 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
                                  f"temperature={distill.temperature}, floor={distill.floor}", path)
     search = None
     if "search" in raw:
-        from .search import parse_search
-
         search = parse_search(raw["search"], path)
     cfg = JobConfig(model, data, split, train, predict, output, distill, path=path, search=search)
     if check_model:
@@ -475,3 +475,18 @@ def build_model(cfg: JobConfig, device: str = "cpu"):
         raise InputError(f"[model.hparams] {err}", cfg.path) from None
     except (ValueError, TypeError) as err:
         raise InputError(f"[model.hparams] bad value for model {cfg.model.name!r}: {err}", cfg.path) from None
+
+
+def searched_config(cfg: JobConfig) -> JobConfig:
+    """``cfg`` with the values of its finished search's best trial applied (``cfg`` itself if none)."""
+    path = cfg.job_dir / "search.json"
+    if not path.exists():
+        return cfg
+    try:
+        overrides = json.loads(path.read_text(encoding="utf-8"))["overrides"]
+        raw = apply_overrides(cfg.to_dict(), overrides)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise InputError(f"unreadable search result ({type(err).__name__})", path) from None
+    out = config_from_dict(raw, path=cfg.path, base_dir=Path(cfg.path or ".").resolve().parent)
+    out.search = cfg.search
+    return out

@@ -190,8 +190,31 @@ class FrameShards(IterableDataset):
             yield buffer[i]
 
 
-def collate_frames(items: Sequence[tuple[str, np.ndarray, np.ndarray]], num_classes: int) -> Batch:
-    """Pad ``(id, frames (t, D), labels)`` items into a :class:`Batch` (x (B, T_max, D), lengths (B,))."""
+class TeacherRows:
+    """Soft targets keyed by video id: ``rows(ids) -> (len(ids), C)`` float32 (a distillation teacher)."""
+
+    def __init__(self, ids, matrix: np.ndarray):
+        ids = as_ids(ids)
+        if matrix.shape[0] != len(ids):
+            raise InputError(f"teacher matrix has {matrix.shape[0]} rows for {len(ids)} ids")
+        self.order = np.argsort(ids)
+        self.sorted_ids, self.matrix = ids[self.order], matrix
+
+    def rows(self, ids) -> np.ndarray:
+        ids = as_ids(ids)
+        pos = np.minimum(np.searchsorted(self.sorted_ids, ids), max(len(self.sorted_ids) - 1, 0))
+        found = len(self.sorted_ids) > 0 and np.array_equal(self.sorted_ids[pos], ids)
+        if not found:
+            raise InputError(f"the teacher has no row for video {str(ids[~(self.sorted_ids[pos] == ids)][0])!r}")
+        return self.matrix[self.order[pos]]
+
+
+def collate_frames(items: Sequence[tuple[str, np.ndarray, np.ndarray]], num_classes: int,
+                   teacher: TeacherRows | None = None) -> Batch:
+    """Pad ``(id, frames (t, D), labels)`` items into a :class:`Batch` (x (B, T_max, D), lengths (B,)).
+
+    ``teacher``: the batch's soft targets are looked up by id into ``Batch.teacher``.
+    """
     lengths = np.array([f.shape[0] for _, f, _ in items], dtype=np.int64)
     d = items[0][1].shape[1]
     x = np.zeros((len(items), max(int(lengths.max()), 1), d), dtype=np.float32)
@@ -203,25 +226,27 @@ def collate_frames(items: Sequence[tuple[str, np.ndarray, np.ndarray]], num_clas
     if len(labs) and (labs.min() < 0 or labs.max() >= num_classes):
         raise InputError(f"label id {int(labs.max())} out of range [0, {num_classes})")
     y[rows, labs] = 1.0
-    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths),
-                 as_ids([i for i, _, _ in items]))
+    ids = as_ids([i for i, _, _ in items])
+    soft = None if teacher is None else torch.from_numpy(np.ascontiguousarray(teacher.rows(ids)))
+    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths), ids, soft)
 
 
 class _FrameCollate:
-    """Picklable collate function bound to ``num_classes`` (for worker processes)."""
+    """Picklable collate function bound to ``num_classes`` and a teacher (for worker processes)."""
 
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
+    def __init__(self, num_classes: int, teacher: TeacherRows | None = None):
+        self.num_classes, self.teacher = num_classes, teacher
 
     def __call__(self, items):
-        return collate_frames(items, self.num_classes)
+        return collate_frames(items, self.num_classes, self.teacher)
 
 
-def frame_loader(dataset: FrameShards, batch_size: int, *, workers: int = 0) -> DataLoader:
-    """DataLoader of padded frame-level :class:`Batch` es over ``dataset``."""
+def frame_loader(dataset: FrameShards, batch_size: int, *, workers: int = 0,
+                 teacher: TeacherRows | None = None) -> DataLoader:
+    """DataLoader of padded frame-level :class:`Batch` es over ``dataset`` (with teacher soft targets)."""
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    return DataLoader(dataset, batch_size=batch_size, collate_fn=_FrameCollate(dataset.num_classes),
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=_FrameCollate(dataset.num_classes, teacher),
                       num_workers=workers, worker_init_fn=None)
 
 

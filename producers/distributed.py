@@ -164,12 +164,6 @@ def all_reduce_sum(values: Iterable[float]) -> np.ndarray:
     return t.cpu().numpy()
 
 
-def all_reduce_mean(values: Iterable[float]) -> np.ndarray:
-    """Mean of ``values`` over ranks (see :func:`all_reduce_sum`)."""
-    n = 1 if _CONTEXT is None else _CONTEXT.world_size
-    return all_reduce_sum(values) / n
-
-
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` (picklable) on every rank; ``obj`` itself when not distributed."""
     if _CONTEXT is None:
@@ -201,13 +195,6 @@ def wrap_model(model: nn.Module, ctx: DistContext | None, *, find_unused_paramet
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DDP(model, device_ids=ids, output_device=None if ids is None else ids[0],
                find_unused_parameters=find_unused_parameters)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (or ``model`` itself)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    return model.module if isinstance(model, DDP) else model
 
 
 # --------------------------------------------------------------------------- data sharding

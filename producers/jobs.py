@@ -30,7 +30,7 @@ from predictions.atomic import atomic_write_text
 from predictions.errors import InputError
 from predictions.types import Labels, Predictions, as_ids
 
-from .config import JobConfig, build_model
+from .config import JobConfig, build_model, searched_config
 from .datasets import seed_everything
 
 LogFn = Callable[[str], None]
@@ -222,23 +222,29 @@ def _video_training_data(cfg: JobConfig, log: LogFn, quiet: bool, dev_mask):
     if len(fit_rows) == 0:
         raise InputError("no training videos left after the held-out, eval and dev splits", cfg.path)
     fit_labels = labels.take(fit_rows)
-    teacher = None
-    if cfg.distill is not None:
-        from .teacher import teacher_targets
-
-        teacher = teacher_targets(cfg.distill, ids[fit_rows], cfg.data.num_classes)
-        log(f"teacher: {', '.join(cfg.distill.teacher)} (alpha {cfg.distill.alpha}, "
-            f"temperature {cfg.distill.temperature})")
+    teacher = _teacher(cfg, ids[fit_rows], log)
     loader = video_loader(VideoArrays(X[fit_rows], fit_labels, teacher), cfg.train.batch_size, shuffle=True,
                           workers=cfg.train.workers)
     dev = (X[dev_rows], labels.take(dev_rows)) if len(dev_rows) else None
     return loader, dev, TrainingStats(len(fit_rows), len(dev_rows), X[fit_rows], _frequency(fit_labels))
 
 
+def _teacher(cfg: JobConfig, ids: np.ndarray, log: LogFn) -> np.ndarray | None:
+    """The ``[distill]`` teacher's (len(ids), C) soft targets for the training videos ``ids`` (None if none)."""
+    if cfg.distill is None:
+        return None
+    from .teacher import teacher_targets
+
+    soft = teacher_targets(cfg.distill, ids, cfg.data.num_classes)
+    log(f"teacher: {', '.join(cfg.distill.teacher)} (alpha {cfg.distill.alpha}, "
+        f"temperature {cfg.distill.temperature})")
+    return soft
+
+
 def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
     from .crops import FrameSelection
     from .data.readers import scan_ids
-    from .datasets import FrameShards, frame_loader
+    from .datasets import FrameShards, TeacherRows, frame_loader
 
     ids = scan_ids(cfg.data.train, level="frame", require_labels=True)
     split = _splits(cfg, ids)
@@ -251,7 +257,9 @@ def _frame_training_data(cfg: JobConfig, log: LogFn, dev_mask):
         + (f", {selection.num_frames} per video" if selection.mode == "sample" else ""))
     train = FrameShards(cfg.data.train, C, crop="train", ids=fit_ids, shuffle=True, seed=cfg.train.seed,
                         frames=selection)
-    loader = frame_loader(train, bs, workers=cfg.train.workers)
+    soft = _teacher(cfg, fit_ids, log)
+    teacher = None if soft is None else TeacherRows(fit_ids, soft)
+    loader = frame_loader(train, bs, workers=cfg.train.workers, teacher=teacher)
     dev = None
     if len(dev_ids):  # scored on prediction crop 0 (the first crop, all frames, or evenly spaced frames)
         dev = (frame_loader(FrameShards(cfg.data.train, C, crop=0, ids=dev_ids, frames=selection), bs), None)
@@ -308,8 +316,6 @@ def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False
     n_crops = check_n_crops(cfg.predict.crops if crops is None else crops)
     if cfg.level == "video" and n_crops != 1:
         raise InputError("--crops applies to frame-level models only", cfg.path)
-    from .search import searched_config
-
     cfg = searched_config(cfg)  # after `produce search`: the best trial's values
     log = _logger(cfg.job_dir / "train.log" if cfg.job_dir.exists() else None, quiet)
     ckpt = _checkpoint_dir(cfg)

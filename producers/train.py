@@ -35,13 +35,13 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from predictions.errors import InputError
 from predictions.types import Labels, Predictions
 
 from . import distributed
 from .datasets import Batch, arrays_batches, seed_everything
+from .models.losses import bce_loss, distillation_loss
 from .schedule import LRSchedule
 
 _CKPT = re.compile(r"^epoch-(\d{4,})\.pt$")
@@ -104,28 +104,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise InputError(f"device {str(device)!r}: MPS is not available on this machine")
     return dev
-
-
-def bce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of (B, C) logits against targets in [0, 1]: summed over classes, mean over the batch."""
-    z = logits.float()
-    return F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="sum") / max(z.shape[0], 1)
-
-
-def distillation_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float,
-                      temperature: float = 1.0) -> torch.Tensor:
-    """``(1 - alpha) BCE(z, y) + alpha T^2 BCE(z / T, sigmoid(logit(teacher) / T))``, each summed over classes.
-
-    ``teacher`` (B, C) soft targets (probabilities); with ``T = 1`` the soft
-    term is the BCE against the teacher's probabilities themselves (Hinton et
-    al.'s distillation with per-class sigmoids).
-    """
-    hard = bce_loss(logits, y) if alpha < 1 else logits.new_zeros(())
-    q = teacher.float()
-    if temperature != 1.0:
-        q = torch.sigmoid(torch.logit(q.clamp(1e-7, 1 - 1e-7)) / temperature)
-    soft = bce_loss(logits.float() / temperature, q) * temperature ** 2
-    return (1.0 - alpha) * hard + alpha * soft
 
 
 def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:

@@ -59,7 +59,7 @@ def main() -> int:
             p = torch.sigmoid(model(Xt[rows])).numpy()
         return gap(Predictions.from_dense(ids[rows], p, k=20), labels.take(rows), k=20)
 
-    best, best_state, curve = -1.0, None, []
+    best, best_epoch, best_state, curve = -1.0, 0, None, []
     t1 = time.perf_counter()
     for epoch in range(15):
         model.train()
@@ -70,11 +70,11 @@ def main() -> int:
         g = score(dev)
         curve.append(round(g, 4))
         if g > best:
-            best, best_state = g, {k: v.clone() for k, v in model.state_dict().items()}
+            best, best_epoch, best_state = g, epoch + 1, {k: v.clone() for k, v in model.state_dict().items()}
     train_s = time.perf_counter() - t1
     model.load_state_dict(best_state)
     result = {"model": "plain MLP (issue 11 reference)", "eval_gap": score(ev), "dev_gap": best,
-              "best_epoch": curve.index(best) + 1, "dev_curve": curve, "n_train": len(fit), "n_dev": len(dev),
+              "best_epoch": best_epoch, "dev_curve": curve, "n_train": len(fit), "n_dev": len(dev),
               "n_eval": len(ev), "train_seconds": round(train_s, 1),
               "total_seconds": round(time.perf_counter() - t0, 1), "seed": args.seed}
     print(f"plain MLP: eval GAP@20 {result['eval_gap']:.4f} (best dev epoch {result['best_epoch']}, "

@@ -110,3 +110,12 @@ def test_learned_scheme_without_labels_is_a_clear_error(run, tmp_path, capsys):
     assert main(["build", "--members", str(run["predictions"] / "m*.h5"), "--out", str(tmp_path),
                  "--weights", "caruana", "--quiet"]) == 1
     assert "needs labels" in capsys.readouterr().err
+
+
+def test_full_members_under_100_classes_keep_every_class(tmp_path):
+    """Full-score members of C < 100 classes: the default output k is C (it was 100, an error)."""
+    run = write_members(tmp_path / "m", C=30, k=None)
+    assert main(["build", "--members", str(run["predictions"]), "--labels", str(run["labels"]),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    with open_store(tmp_path / "out" / "ens-uniform.eval.full.h5") as s:
+        assert s.meta.k == 30

@@ -204,7 +204,7 @@ def test_recipe_and_search_config_errors(tmp_path, extra, message):
 
 
 def test_search_space_overrides_are_deterministic():
-    from producers.search import parse_search
+    from producers.search_space import parse_search
 
     grid = parse_search({"train": {"lr": [0.1, 0.01]}, "model": {"hparams": {"hidden_dim": [8, 16, 32]}}}, "x")
     ov = grid.overrides()

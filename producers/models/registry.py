@@ -65,14 +65,8 @@ def register_model(name: str, *, level: str) -> Callable[[type], type]:
     return deco
 
 
-def _load_builtin() -> None:
-    # Importing the model modules runs their @register_model decorators.
-    from . import video, frame  # noqa: F401
-
-
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``; InputError listing known names otherwise."""
-    _load_builtin()
     if name not in _REGISTRY:
         raise InputError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -80,7 +74,6 @@ def get_entry(name: str) -> ModelEntry:
 
 def list_models(level: str | None = None) -> list[str]:
     """Registered model names, optionally only those of one level."""
-    _load_builtin()
     return sorted(n for n, e in _REGISTRY.items() if level is None or e.level == level)
 
 

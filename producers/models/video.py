@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from predictions.errors import InputError
 from predictions.vocabulary import class_verticals, load_vocabulary
 
-from ..train import bce_loss as _bce
+from .losses import bce_loss as _bce
 from .heads import Head, OutputGating
 from .registry import register_model
 
