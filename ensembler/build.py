@@ -47,6 +47,7 @@ from predictions.types import Labels, Predictions
 
 from .base import Combiner, combiner_class
 from .candidates import Candidates, weighted_top_k
+from .crossfit import fold_std_error, plain_fold_scores
 from .distributed import map_ordered, use_client
 from .ensemble import FitResult, fit_ensemble, make_factory
 from .evaluate import check_labels_cover, evaluate_members, find_label_files
@@ -171,7 +172,7 @@ def plan_splits(by_split: dict, fit_split: str, names, log=print) -> list[str]:
 def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[str, Labels], *, name: str,
                     out: Path, k_out: int, chunk_rows: int, member_k: int | None, align_kw: dict,
                     progress: bool, log, client=None, alignments: dict | None = None,
-                    staging: AtomicSet | None = None) -> tuple[dict, dict]:
+                    staging: AtomicSet | None = None, folds: tuple[int, int] | None = None) -> tuple[dict, dict]:
     """Stream every split that has all the members through the fitted scheme; return ``(outputs, scores)``.
 
     ``outputs`` is ``{split: store path}``; ``scores`` is ``{split: {"ensemble":
@@ -216,6 +217,9 @@ def apply_to_splits(fit: FitResult, by_split: dict, fit_split: str, truth: dict[
         if split in truth:
             pred = read_store(write_to)
             scores[split] = {"ensemble": metrics.evaluate(pred, truth[split].reindex(pred.ids))}
+            if split == fit_split and fit.crossfit is None and folds is not None:
+                # a fixed scheme's fold scores, on the folds a learned scheme is cross-fitted on (its s.e.)
+                scores[split]["fold_gaps"] = plain_fold_scores(pred, truth[split], *folds)
             if split != fit_split:
                 scores[split]["members"] = evaluate_members(members, truth[split], chunk_rows=chunk_rows,
                                                             client=client)
@@ -468,7 +472,8 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
                 outputs, scores = apply_to_splits(fit, by_split, fit_split, truth, name=name, out=out,
                                                   k_out=k_out, chunk_rows=chunk_rows, member_k=member_k,
                                                   align_kw=align_kw, progress=progress, log=lambda _: None,
-                                                  client=client, alignments=alignments, staging=staging)
+                                                  client=client, alignments=alignments, staging=staging,
+                                                  folds=(n_folds, random_state))
                 for r in checked:  # compared already when streamed in order; else a pass of its own
                     r.end_verify()
                 record = BuildRecord(name=name, scheme=scheme, params=params, fit_split=fit_split,
@@ -485,6 +490,7 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
                     record.member_gap = {r["name"]: r["gap"] for r in rows}
                     record.best_single = (rows[0]["name"], rows[0]["gap"])
                     record.estimate = scores[fit_split]["ensemble"]["gap"]
+                    record.std_error = fold_std_error(scores[fit_split].get("fold_gaps", ()))
                 record.build_seconds = time.perf_counter() - t0
                 record.versions = package_versions()
                 record.command = command or " ".join(sys.argv)

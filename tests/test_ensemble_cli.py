@@ -119,3 +119,12 @@ def test_full_members_under_100_classes_keep_every_class(tmp_path):
                  "--out", str(tmp_path / "out"), "--quiet"]) == 0
     with open_store(tmp_path / "out" / "ens-uniform.eval.full.h5") as s:
         assert s.meta.k == 30
+
+
+def test_fixed_scheme_record_has_fold_standard_error(run, tmp_path):
+    """A fixed scheme's estimate gets a fold standard error comparable with a learned scheme's."""
+    assert _build(run, tmp_path, "--weights", "uniform") == 0
+    rec = json.loads((tmp_path / "ens-uniform.build.json").read_text())
+    folds = rec["scores"]["heldout"]["fold_gaps"]
+    assert len(folds) == 5 and min(folds) < rec["estimate"] < max(folds)
+    assert rec["std_error"] == pytest.approx(np.std(folds, ddof=1) / np.sqrt(5))

@@ -74,6 +74,11 @@ def test_package_faces():
             "build", "BuildRecord", "load_members"} <= set(ensembler.__all__)
     assert {"read_store", "read_labels", "Predictions", "Labels", "load_vocabulary"} <= set(predictions.__all__)
     assert "caruana" in ensembler.list_combiners() and "xgboost" in ensembler.list_combiners()
+    import producers
+    assert {"create_model", "list_models", "train_job", "predict_job"} <= set(producers.__all__)
+    assert all(hasattr(producers, n) for n in producers.__all__)
+    model = producers.create_model("mlp", input_dim=8, num_classes=5, hidden_dim=4)
+    assert "mlp" in producers.list_models("video") and sum(p.numel() for p in model.parameters()) > 0
 
 
 def test_import_ensembler_is_light():
