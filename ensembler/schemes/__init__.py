@@ -1,4 +1,5 @@
-"""Built-in ensembling schemes; importing this package (as `import ensembler` does) registers them all.
+"""Built-in ensembling schemes; importing this package registers them all
+(``ensembler``'s registry functions, ``ensembler.build`` and the CLI import it).
 
 Shared helpers (parameter checks, per-member weight vectors) are in :mod:`.common`.
 """
