@@ -47,7 +47,7 @@ def _check_positive(**values) -> None:
 
 @register_model("lr", level="video")
 class LogisticRegression(nn.Module):
-    """Logistic regression: one sigmoid unit per class on the video vector.
+    """Logistic regression: one sigmoid unit per class on the video vector (YouTube-8M starter code, LogisticModel).
 
     Optional dropout on the input and context gating of the probabilities.
     """
@@ -63,7 +63,7 @@ class LogisticRegression(nn.Module):
 
 @register_model("moe", level="video")
 class MixtureOfExperts(nn.Module):
-    """Mixture of logistic experts per class (YouTube-8M starter code), default 2 experts.
+    """Mixture of logistic experts per class, default 2 experts (Jordan and Jacobs 1994; starter code MoeModel).
 
     A softmax gate over ``num_experts + 1`` options per class (one of them "no
     expert", scoring 0) weights the experts' sigmoid outputs.
@@ -93,7 +93,7 @@ def _mlp_trunk(in_dim: int, hidden_dim: int, num_layers: int, dropout: float, ba
 
 @register_model("mlp", level="video")
 class MLP(nn.Module):
-    """Fully connected layers (Linear, batch norm, ReLU, dropout) then an LR or MoE head.
+    """Fully connected layers (Linear, batch norm, ReLU, dropout), then an LR or MoE head (the real-data recipe's best single).
 
     ``num_layers`` hidden layers of width ``hidden_dim``; ``dropout`` applies
     after each hidden layer and before the head.
@@ -187,7 +187,7 @@ class ResidualCNN(nn.Module):
 
 @register_model("hmoe", level="video")
 class HierarchicalMoE(nn.Module):
-    """Hierarchical MoE: a coarse classifier over verticals, then fine classes conditioned on it.
+    """Hierarchical MoE: a classifier over verticals, then classes conditioned on it (Jordan and Jacobs 1994, HME).
 
     ``verticals`` maps each class to a vertical: a vocabulary file (path; its
     "Vertical1" column, see :func:`predictions.vocabulary.class_verticals`) or
@@ -257,7 +257,7 @@ def _class_groups(num_classes: int, num_groups: int, class_order) -> list[torch.
 
 @register_model("chain", level="video")
 class ClassifierChain(nn.Module):
-    """Classifier chains over frequency-ordered groups of classes (12 groups by default).
+    """Classifier chains over frequency-ordered groups of classes, 12 by default (Read et al. 2011).
 
     Classes are ordered by frequency (``class_order``: a permutation, most
     frequent first, or a vocabulary file with training counts; ``None`` =
