@@ -6,6 +6,7 @@ Example (relative paths are relative to the config file's directory)::
     name = "moe"                      # see `produce models`
     input_norm = "l2"                 # default; none | l2 | standardize | batchnorm (producers.models.producer)
     output_prior = true               # default; add the training set's class log-odds to the logits
+    features = "all"                  # all | rgb | audio: the part of the video vector the model sees
     [model.hparams]
     num_experts = 4
 
@@ -83,7 +84,7 @@ from pathlib import Path
 from predictions.errors import InputError
 from predictions.split import DEFAULT_SALT
 
-from .models.producer import NORMS
+from .models.producer import FEATURES, NORMS
 from .search_space import apply_overrides, parse_search
 from .train import Recipe
 
@@ -108,6 +109,7 @@ class ModelConfig:
     name: str
     input_norm: str = "l2"
     output_prior: bool = True
+    features: str = "all"
     hparams: dict = field(default_factory=dict)
 
 
@@ -391,6 +393,11 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
                          f"predicts from one set of frames)", path)
     if model.input_norm not in NORMS:
         raise InputError(f"[model] input_norm must be one of {', '.join(NORMS)}, got {model.input_norm!r}", path)
+    if model.features not in FEATURES:
+        raise InputError(f"[model] features must be one of {', '.join(FEATURES)}, got {model.features!r}", path)
+    if model.features != "all" and data.level == "frame":
+        raise InputError("[model] features applies to video-level models (frame-level models split the "
+                         "modalities themselves)", path)
     if train.device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", train.device):
         raise InputError(f"[train] device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', "
                          f"got {train.device!r}", path)
@@ -463,14 +470,14 @@ def build_model(cfg: JobConfig, device: str = "cpu"):
 
     from producers.models.registry import create_model
 
-    from producers.models.producer import Producer
+    from producers.models.producer import Producer, feature_width
 
     try:
         with torch.device(device):
-            model = create_model(cfg.model.name, input_dim=FEATURE_DIM, num_classes=cfg.data.num_classes,
-                                 **cfg.model.hparams)
+            model = create_model(cfg.model.name, input_dim=feature_width(cfg.model.features, FEATURE_DIM),
+                                 num_classes=cfg.data.num_classes, **cfg.model.hparams)
             return Producer(model, FEATURE_DIM, cfg.data.num_classes, input_norm=cfg.model.input_norm,
-                            output_prior=cfg.model.output_prior)
+                            output_prior=cfg.model.output_prior, features=cfg.model.features)
     except InputError as err:  # a file an option names (a vocabulary) keeps its own path in the message
         raise InputError(f"[model.hparams] {err}", cfg.path) from None
     except (ValueError, TypeError) as err:

@@ -191,7 +191,7 @@ def _train_steps(cfg: JobConfig, *, restart: bool, quiet: bool):
         loader, dev, stats = _frame_training_data(cfg, log, dev_mask)
     n_train, n_dev = stats.n_train, stats.n_dev
     log(f"data: {n_train} training videos, {n_dev} dev videos ({time.perf_counter() - t0:.1f}s)")
-    model.norm.fit_stats(stats.feature_sample)
+    model.fit_stats(stats.feature_sample)
     model.set_prior(stats.class_frequency, n_train)
     t = cfg.train
     t1 = time.perf_counter()

@@ -73,6 +73,23 @@ def test_input_norms():
         InputNorm(6, "whiten")
 
 
+def test_feature_selection_sees_only_its_modality():
+    """features = "audio": the model reads the last 128 columns only (rgb changes nothing); "rgb" the first 1024."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 1152)
+    for features, width, cols in (("audio", 128, slice(0, 1024)), ("rgb", 1024, slice(1024, 1152))):
+        p = Producer(create_model("mlp", input_dim=width, num_classes=7, hidden_dim=8), 1152, 7,
+                     input_norm="standardize", features=features).eval()
+        p.fit_stats(x.numpy())
+        assert p.norm.mean.shape == (width,)
+        other = x.clone()
+        other[:, cols] = torch.randn(4, cols.stop - cols.start)  # the other modality changes
+        torch.testing.assert_close(p(x), p(other))
+        moved = x.clone()
+        moved[:, p.cols] += 1.0
+        assert not torch.allclose(p(x), p(moved))
+
+
 def test_frame_batchnorm_ignores_padding():
     bn = InputNorm(4, "batchnorm").train()
     x, lengths = torch.randn(3, 5, 4), torch.tensor([5, 2, 1])
@@ -201,6 +218,19 @@ def test_recipe_and_search_config_errors(tmp_path, extra, message):
     with pytest.raises(InputError, match=message) as err:
         trial_configs(load_config(path))
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("features, level, message", [
+    ("video", "video", r"\[model\] features must be one of all, rgb, audio"),
+    ("rgb", "frame", r"\[model\] features applies to video-level models"),
+])
+def test_feature_selection_config_errors(tmp_path, features, level, message):
+    path = tmp_path / "bad.toml"
+    model = "mlp" if level == "video" else "dbof"
+    path.write_text(MINIMAL.replace('name = "mlp"', f'name = "{model}"\nfeatures = "{features}"')
+                    .replace("hidden_dim = 16", ""), encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        load_config(path)
 
 
 def test_search_space_overrides_are_deterministic():

@@ -17,6 +17,10 @@
   instead of p = 0.5 for all 3,862 classes, which otherwise costs most of the
   first epoch (the YouTube-8M features give ~3 positives a video).
 
+* ``features``: which part of each 1152-wide YouTube-8M vector the model sees:
+  ``"all"``, ``"rgb"`` (the 1024 ``mean_rgb``/``rgb`` dimensions) or ``"audio"``
+  (the last 128); single-modality members are cheap diversity for an ensemble.
+
 Both live in the wrapper's state dict, so a checkpoint reproduces them.
 """
 from __future__ import annotations
@@ -26,6 +30,8 @@ import torch
 from torch import nn
 
 NORMS = ("none", "l2", "standardize", "batchnorm")
+#: feature columns of each modality in a YouTube-8M vector (rgb 1024 ++ audio 128)
+FEATURES = {"all": (0, 1152), "rgb": (0, 1024), "audio": (1024, 1152)}
 _EPS = 1e-6
 
 
@@ -74,17 +80,27 @@ class InputNorm(nn.Module):
         return out
 
 
-class Producer(nn.Module):
-    """A registered model behind :class:`InputNorm` and an optional class-prior logit offset.
+def feature_width(features: str, input_dim: int) -> int:
+    """Width of the ``features`` selection of an ``input_dim``-wide vector."""
+    lo, hi = FEATURES[features] if features != "all" else (0, input_dim)
+    return hi - lo
 
-    ``forward(x, lengths=None) -> (B, C) logits``; ``auxiliary_loss(y)``
+
+class Producer(nn.Module):
+    """A registered model behind a feature selection, :class:`InputNorm` and an optional class-prior logit offset.
+
+    ``forward(x, lengths=None) -> (B, C) logits`` for ``x`` (B, input_dim) or
+    (B, T, input_dim); the model sees the ``features`` columns only (its own
+    ``input_dim`` is their width, :func:`feature_width`); ``auxiliary_loss(y)``
     delegates to the model's (None if it has none).
     """
 
     def __init__(self, model: nn.Module, input_dim: int, num_classes: int, input_norm: str = "none",
-                 output_prior: bool = False):
+                 output_prior: bool = False, features: str = "all"):
         super().__init__()
-        self.norm = InputNorm(input_dim, input_norm)
+        self.features = features
+        self.cols = slice(*FEATURES[features]) if features != "all" else slice(0, input_dim)
+        self.norm = InputNorm(self.cols.stop - self.cols.start, input_norm)
         self.model = model
         self.output_prior = output_prior
         if output_prior:
@@ -103,8 +119,12 @@ class Producer(nn.Module):
         q = np.clip(np.asarray(frequency, dtype=np.float64), lo, 1.0 - lo)
         self.prior_logit.copy_(torch.as_tensor(np.log(q / (1.0 - q)), dtype=self.prior_logit.dtype))
 
+    def fit_stats(self, x: np.ndarray | torch.Tensor) -> None:
+        """Input statistics from training vectors ``x`` (n, input_dim) (see :meth:`InputNorm.fit_stats`)."""
+        self.norm.fit_stats(None if x is None else x[:, self.cols])
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.norm(x, lengths)
+        x = self.norm(x[..., self.cols] if self.features != "all" else x, lengths)
         z = self.model(x) if lengths is None else self.model(x, lengths)
         return z + self.prior_logit if self.output_prior else z
 
