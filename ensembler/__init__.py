@@ -19,33 +19,17 @@ that take per-member score matrices or Predictions and a 0/1 label matrix or
 Labels. :func:`build` is ``ensemble build``: stores in, ensemble stores and a
 :class:`BuildRecord` out.
 
-The names above are imported on first use (PEP 562), so ``import ensembler``
-and ``ensemble --help`` cost no numpy or h5py; the first use of the registry
-through the package (``ensembler.create_combiner`` ...) registers the built-in
-schemes (:mod:`ensembler.schemes`), as :mod:`ensembler.build` and the command
-line do. Nothing here imports the reports or a heavy optional dependency.
+Importing the package registers the built-in schemes; it does not import the
+command line, the reports, or any heavy optional dependency.
 """
-import importlib
-
-# ``crossfit`` is both a submodule and a function of the face: bound here, after the submodule's import,
-# so that no later import of ``ensembler.crossfit`` replaces the function by the module (numpy only).
+from . import schemes  # noqa: F401  (registers the built-in schemes)
+from .base import Combiner, NotFittedError, combiner_class, create_combiner, list_combiners, register_combiner
+from .build import build
+from .candidates import Candidates
 from .crossfit import CrossFitResult, FoldBag, crossfit
-
-_LAZY = {"create_combiner": ".base", "list_combiners": ".base", "combiner_class": ".base",
-         "register_combiner": ".base", "Combiner": ".base", "NotFittedError": ".base", "build": ".build",
-         "Candidates": ".candidates", "fit_ensemble": ".ensemble", "FitResult": ".ensemble",
-         "load_members": ".members", "BuildRecord": ".record"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        if _LAZY[name] == ".base":
-            importlib.import_module(".schemes", __name__)  # the registry's built-in schemes
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from .ensemble import FitResult, fit_ensemble
+from .members import load_members
+from .record import BuildRecord
 
 __all__ = ["create_combiner", "list_combiners", "combiner_class", "register_combiner", "Combiner",
            "NotFittedError", "Candidates", "crossfit", "CrossFitResult", "FoldBag", "fit_ensemble", "FitResult",

@@ -45,7 +45,6 @@ from predictions.labels import read_labels
 from predictions.store import StoreWriter, read_store
 from predictions.types import Labels, Predictions
 
-from . import schemes  # noqa: F401  (registers the built-in schemes)
 from .base import Combiner, combiner_class
 from .candidates import Candidates, weighted_top_k
 from .crossfit import fold_std_error, plain_fold_scores

@@ -360,7 +360,6 @@ def _cmd_report(args) -> dict:
 
 
 def _cmd_schemes(args) -> list:
-    from . import schemes  # noqa: F401  (registers the built-in schemes)
     from .base import combiner_class, list_combiners
     names = list_combiners()
     for n in names:

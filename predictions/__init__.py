@@ -16,25 +16,14 @@ Metrics and the vocabulary live here, in the base layer, because producers
 (early stopping, vertical-aware models), the ensembler and reports all use them
 and none may depend on another. Importing this package is cheap: no pandas.
 """
-import importlib
-
 from .errors import AlignmentError, InputError
-
-_LAZY = {"Labels": ".types", "Predictions": ".types", "check_aligned": ".types", "StoreWriter": ".store",
-         "open_store": ".store", "read_store": ".store", "write_store": ".store", "read_labels": ".labels",
-         "write_labels": ".labels", "align_stores": ".align", "iter_aligned": ".align",
-         "assign_splits": ".split", "Vocabulary": ".vocabulary", "load_vocabulary": ".vocabulary",
-         "metrics": ".metrics"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        mod = importlib.import_module(_LAZY[name], __name__)
-        value = mod if name == "metrics" else getattr(mod, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from .types import Labels, Predictions, check_aligned
+from .store import StoreWriter, open_store, read_store, write_store
+from .labels import read_labels, write_labels
+from .align import align_stores, iter_aligned
+from .split import assign_splits
+from .vocabulary import Vocabulary, load_vocabulary
+from . import metrics
 
 __all__ = ["AlignmentError", "InputError", "Labels", "Predictions", "check_aligned", "StoreWriter", "open_store",
            "read_store", "write_store", "read_labels", "write_labels", "align_stores", "iter_aligned",

@@ -1,5 +1,4 @@
-"""Built-in ensembling schemes; importing this package registers them all
-(``ensembler``'s registry functions, ``ensembler.build`` and the CLI import it).
+"""Built-in ensembling schemes; importing this package (as `import ensembler` does) registers them all.
 
 Shared helpers (parameter checks, per-member weight vectors) are in :mod:`.common`.
 """
