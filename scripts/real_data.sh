@@ -49,7 +49,7 @@ if [ ! -f "$RUN/plain_mlp.json" ]; then
   printf 'train\tplain_mlp\t%s\tok\n' "$(elapsed "$t0" "$(now)")" >> "$TIMES"
 fi
 
-PRODUCERS=(mlp lr moe hmoe mlp_cg chain lstm_translator residualcnn mlp_wide mlp_raw mlp_rgb mlp_audio)
+PRODUCERS=(mlp lr moe hmoe mlp_cg chain lstm_translator residualcnn mlp_wide mlp_raw mlp_rgb mlp_audio mlp_std mlp_bn)
 MEMBERS=()
 for name in "${PRODUCERS[@]}"; do
   cfg="$RUN/configs/$name.toml"

@@ -55,6 +55,8 @@ def producers_table(run: Path, truth, seconds) -> tuple[list[str], float | None]
     for hist in sorted(run.glob("*/history.json")):
         name = hist.parent.name
         cfg = json.loads((hist.parent / "config.json").read_text()) if (hist.parent / "config.json").exists() else {}
+        if cfg.get("distill"):
+            continue  # a student of scripts/distill_real.sh: see RUN_DIR/distill.tsv
         h = json.loads(hist.read_text())
         g = _gap(run / "predictions" / f"{name}.eval.full.h5", truth)
         if g is None:
@@ -71,7 +73,7 @@ def producers_table(run: Path, truth, seconds) -> tuple[list[str], float | None]
 
 
 def ensembles_table(run: Path, truth, seconds, best_single: float | None) -> list[str]:
-    lines = ["| ensemble | heldout estimate ± s.e. | eval GAP@20 | vs best single | build s |", "|---|---|---|---|---|"]
+    lines = ["| ensemble | heldout estimate ± s.e. | eval GAP@20 | vs best member | build s |", "|---|---|---|---|---|"]
     for rec_path in sorted((run / "ensembles").glob("*.build.json")):
         rec = BuildRecord.read(rec_path)
         g = _gap(run / "ensembles" / f"{rec.name}.eval.full.h5", truth)
@@ -87,7 +89,8 @@ def main(run: Path) -> None:
     truth = read_labels(run / "labels" / "labels.eval.h5")
     seconds = _seconds(run)
     lines, _ = producers_table(run, truth, seconds)
-    singles = [_gap(p, truth) for p in sorted((run / "predictions").glob("*.eval.full.h5"))]
+    members = {m.name for r in (run / "ensembles").glob("*.build.json") for m in BuildRecord.read(r).members}
+    singles = [_gap(run / "predictions" / f"{m}.eval.full.h5", truth) for m in sorted(members)]
     best = max((g for g in singles if g is not None), default=None)
     print("\n".join(lines + [""] + ensembles_table(run, truth, seconds, best)))
 
