@@ -24,7 +24,11 @@ from producers.data.tfrecord_io import iter_payloads, write_tfrecord
 
 from .conftest import C, ids_of, make_labels, make_store
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 40 examples on every run. A random run once produced a store whose mutated
+# variable-length 'kind' attribute sends libhdf5 into an endless loop while reading it (a C loop: no
+# Python-level timeout can stop it); see test_known_hdf5_hang_on_a_corrupt_string_attribute.
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 _TMP = Path(tempfile.mkdtemp(prefix="robust-fuzz-"))
 
@@ -225,3 +229,19 @@ def test_store_mutated_file(store_bytes, ops):
 @given(ops=mutation)
 def test_labels_mutated_file(store_bytes, ops):
     _only_input_errors(read_labels, _tmpfile(_mutate(store_bytes["labels"], ops), ".h5"))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="known limitation: libhdf5 loops forever reading this corrupt variable-length string "
+                          "attribute (found by fuzzing); the reader cannot interrupt the C library", strict=True)
+def test_known_hdf5_hang_on_a_corrupt_string_attribute(tmp_path):
+    """The fuzzed store (tests/fixtures: this suite's 40-video store, bytes mutated), opened in a subprocess with a timeout."""
+    import subprocess
+    import sys
+
+    hang = Path(__file__).parents[1] / "fixtures" / "corrupt-vlen-attribute.h5"
+    code = f"from predictions.store import open_store\ntry:\n    open_store({str(hang)!r})\nexcept Exception:\n    pass\n"
+    try:
+        subprocess.run([sys.executable, "-c", code], timeout=10, cwd=Path(__file__).parents[2], check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("open_store did not return within 10 s")
