@@ -14,15 +14,15 @@
 #   - heldout : 3,000 videos where every ensemble is fitted (and its cross-fitted estimate computed);
 #   - eval    : 3,000 videos that no producer and no combiner has seen; all reported numbers are on it.
 #
-# Producers: configs/real/*.toml (video-level; epochs sized for <= ~6 min each on 2 shared CPU
-# cores), trained one at a time, each predicting heldout and eval with top_k 100. A producer whose
+# Producers: configs/real/*.toml (video-level; the recipe of docs/real-data-training.md), trained one
+# at a time, each predicting train (in-sample, for distillation), heldout and eval with top_k 100. A producer whose
 # eval store already exists is skipped, so a rerun resumes. Then `ensemble build` for every scheme of
 # `ensemble schemes`, over the producer stores only, named ens-<scheme>, written to RUN_DIR/ensembles;
 # `ensemble evaluate --split eval`; `ensemble report` into RUN_DIR/report. Timings go to
 # RUN_DIR/timings.tsv; build results (JSON) to RUN_DIR/builds/.
-# Measured (2 CPU cores shared with other jobs, 2026-11-26): 47 min end to end; producers 34 min
-# (train 1-9 min each), the 10 builds 13 min (xgboost 6 min, optimized / per-class ~2.5 min each).
-# RUN_DIR takes ~2.5 GB (mostly checkpoints).
+# Measured (2026-11-30, 2 CPU cores shared with other jobs at load 3-4, summed over resumed runs): about
+# 70 min; producers ~60 min (0.5-16 min each: docs/real-data-training.md), the 10 builds ~7 min
+# (xgboost 3 min). RUN_DIR takes ~4 GB (mostly checkpoints; 6.6 GB after scripts/distill_real.sh). Tables: python scripts/real_table.py RUN_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -45,8 +45,9 @@ elapsed() { python -c "print(f'{$2 - $1:.1f}')"; }
 if [ ! -f "$RUN/plain_mlp.json" ]; then
   echo "=== plain MLP reference ($(date +%T))"
   t0=$(now)
-  python scripts/plain_mlp.py "$DATA/yt8m2018-video-validate/validate*.tfrecord" --out "$RUN/plain_mlp.json"
-  printf 'train\tplain_mlp\t%s\tok\n' "$(elapsed "$t0" "$(now)")" >> "$TIMES"
+  if python scripts/plain_mlp.py "$DATA/yt8m2018-video-validate/validate*.tfrecord" --out "$RUN/plain_mlp.json"
+  then st=ok; else st=FAILED; fi
+  printf 'train\tplain_mlp\t%s\t%s\n' "$(elapsed "$t0" "$(now)")" "$st" >> "$TIMES"
 fi
 
 PRODUCERS=(mlp lr moe hmoe mlp_cg chain lstm_translator residualcnn mlp_wide mlp_raw mlp_rgb mlp_audio mlp_std mlp_bn)
