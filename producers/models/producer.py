@@ -80,10 +80,15 @@ class InputNorm(nn.Module):
         return out
 
 
+def feature_columns(features: str, input_dim: int) -> slice:
+    """The columns of an ``input_dim``-wide vector that ``features`` selects (``"all"``: every one)."""
+    return slice(0, input_dim) if features == "all" else slice(*FEATURES[features])
+
+
 def feature_width(features: str, input_dim: int) -> int:
     """Width of the ``features`` selection of an ``input_dim``-wide vector."""
-    lo, hi = FEATURES[features] if features != "all" else (0, input_dim)
-    return hi - lo
+    cols = feature_columns(features, input_dim)
+    return cols.stop - cols.start
 
 
 class Producer(nn.Module):
@@ -99,8 +104,8 @@ class Producer(nn.Module):
                  output_prior: bool = False, features: str = "all"):
         super().__init__()
         self.features = features
-        self.cols = slice(*FEATURES[features]) if features != "all" else slice(0, input_dim)
-        self.norm = InputNorm(self.cols.stop - self.cols.start, input_norm)
+        self.cols = feature_columns(features, input_dim)
+        self.norm = InputNorm(feature_width(features, input_dim), input_norm)
         self.model = model
         self.output_prior = output_prior
         if output_prior:
