@@ -19,10 +19,16 @@ that take per-member score matrices or Predictions and a 0/1 label matrix or
 Labels. :func:`build` is ``ensemble build``: stores in, ensemble stores and a
 :class:`BuildRecord` out.
 
+A fitted build is applied to prediction files that arrive later with
+``ensembler.load_build("x.build.json").apply(members)``.
+
 Importing the package registers the built-in schemes; it does not import the
 command line, the reports, or any heavy optional dependency.
 """
+from predictions import __version__
+
 from . import schemes  # noqa: F401  (registers the built-in schemes)
+from .apply import FittedBuild, load_build
 from .base import Combiner, NotFittedError, combiner_class, create_combiner, list_combiners, register_combiner
 from .build import build
 from .candidates import Candidates
@@ -33,4 +39,4 @@ from .record import BuildRecord
 
 __all__ = ["create_combiner", "list_combiners", "combiner_class", "register_combiner", "Combiner",
            "NotFittedError", "Candidates", "crossfit", "CrossFitResult", "FoldBag", "fit_ensemble", "FitResult",
-           "load_members", "build", "BuildRecord"]
+           "load_members", "build", "BuildRecord", "load_build", "FittedBuild", "__version__"]

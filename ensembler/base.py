@@ -24,7 +24,18 @@ data for the build record.
 
 Subclasses set ``learned`` (whether ``fit`` looks at labels, which makes the
 build cross-fit them) and implement ``_fit`` and ``_predict``;
-:func:`register_combiner` gives them a scheme name.
+:func:`register_combiner` gives them a scheme name. Parameters are checked
+declaratively: ``_parameter_constraints`` maps a parameter to a rule of
+:mod:`predictions.params` (checked by ``_validate`` before the scheme's own
+extra checks in ``_check``). A scheme whose score is a weighted mean of the
+member scores says so by overriding :meth:`Combiner.linear_weights`
+(``ensemble build`` then streams it through the dense fast path).
+
+Combiners are scikit-learn estimators as far as sklearn can tell:
+``sklearn.base.clone``, ``get_params``/``set_params``, ``is_classifier``
+(``_estimator_type`` and ``__sklearn_tags__``, the latter importing
+scikit-learn only when scikit-learn itself asks) and ``score(members, labels)``
+(GAP@20).
 """
 from __future__ import annotations
 
@@ -36,6 +47,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from predictions.errors import InputError
+from predictions.params import check_params
 from predictions.types import Labels, Predictions
 
 from .candidates import Candidates
@@ -54,6 +66,11 @@ class Combiner:
 
     name: ClassVar[str] = ""
     learned: ClassVar[bool] = False
+    #: {parameter: rule} checked by ``_validate`` (rules from :mod:`predictions.params`).
+    _parameter_constraints: ClassVar[dict] = {}
+    #: Fitted attributes not needed to predict, left out when the model is saved (:mod:`ensembler.persist`).
+    _transient: ClassVar[tuple] = ()
+    _estimator_type = "classifier"  # sklearn.base.is_classifier (scikit-learn < 1.6)
 
     # --- public API -------------------------------------------------------
     def fit(self, members, labels=None) -> "Combiner":
@@ -110,6 +127,35 @@ class Combiner:
         """JSON-ready fitted state: at least ``weights`` per member when the scheme has them."""
         return {}
 
+    def linear_weights(self) -> np.ndarray | None:
+        """(M,) float64 weights when the fitted score is ``sum_m w_m s_m`` of the member scores, else None.
+
+        The weighted-mean schemes override it; a scheme that returns weights is
+        combined by the dense fast path of ``ensemble build``, so the weights
+        must describe ``_predict`` exactly. A subclass that changes how it
+        predicts (overriding ``predict_scores`` or ``predict``) is not linear.
+        """
+        return None
+
+    def importance(self) -> dict | None:
+        """``{member: importance}`` of a stacker whose model has one (None otherwise)."""
+        return None
+
+    def score(self, members, labels, k: int = 20) -> float:
+        """GAP@``k`` (default 20) of the fitted ensemble on ``members`` against ``labels``."""
+        from predictions.metrics import gap
+        cands = self._candidates(members)
+        labels = as_labels(labels, cands)
+        pred = cands.to_predictions(self.predict_scores(cands), k=k)
+        return float(gap(pred, labels, k=k))
+
+    def __sklearn_tags__(self):
+        """Tags for scikit-learn >= 1.6 (imported here: only scikit-learn calls this)."""
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+        tags = Tags(estimator_type="classifier", target_tags=TargetTags(required=self.learned))
+        tags.classifier_tags = ClassifierTags(multi_label=True)
+        return tags
+
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
         shown = [f"{k}={_short(v)}" for k, v in self.get_params().items() if not _same(v, defaults.get(k))]
@@ -118,6 +164,11 @@ class Combiner:
     # --- for subclasses ---------------------------------------------------
     def _validate(self) -> None:
         """Raise InputError for invalid parameters (called first thing in fit)."""
+        check_params(self, self._parameter_constraints, prefix=f"{self.name or type(self).__name__}: ")
+        self._check()
+
+    def _check(self) -> None:
+        """Checks beyond ``_parameter_constraints`` (parameters that depend on each other)."""
 
     def _fit(self, cands: Candidates, labels: Labels | None, y: np.ndarray | None) -> None:
         """Learn from the (R, M) member scores and, if ``learned``, the labels and (R,) targets ``y``."""

@@ -1,6 +1,13 @@
-"""The ``ensemble`` command line: build, evaluate, submit, import, report, schemes.
+"""The ``ensemble`` command line: build, apply, evaluate, submit, import, report, schemes.
 
-Exit codes: 0 success, 1 bad input (one line on stderr, no traceback), 2 usage.
+Exit codes: 0 success, 1 bad input (one line on stderr, no traceback), 2 usage; a closed
+output pipe (``ensemble ... | head``) ends the command quietly, as ``cat`` does.
+
+Commands from other packages plug in through the entry-point group
+``yt8m_ensembler.commands`` (``NAME = module``, the module having
+``add_arguments(parser)`` and ``run(args) -> dict``): that is how ``ensemble
+report`` comes from :mod:`reports.cli` without the ensembler importing the
+reports, which stand above it.
 """
 from __future__ import annotations
 
@@ -14,11 +21,18 @@ import warnings
 # Nothing heavy at import time (``ensemble --help`` stays fast): each command imports what it uses,
 # and InputError (whose package loads numpy and h5py) is imported where it is raised or caught.
 
-EPILOG_BUILD = """example:
+EPILOG_BUILD = """examples:
   ensemble build --weights=caruana --members 'runs/demo/predictions/*.h5' \\
       --labels runs/demo/labels --out runs/demo/predictions --name ens-caruana
   (fits on the held-out split, prints a cross-fitted estimate, writes
-   ens-caruana.<split>.full.h5 for every split plus ens-caruana.build.json)"""
+   ens-caruana.<split>.full.h5 for every split, ens-caruana.model.npz and ens-caruana.build.json)
+
+  ensemble build --weights=caruana --members 'csv/*.csv' --labels csv/truth.heldout.csv \\
+      --out blend/ --submit submission.csv
+  (Kaggle CSVs MODEL.heldout.csv + MODEL.csv (test) and the official truth CSV in, the submission out)"""
+
+#: Where other packages' subcommands are found (see the module docstring).
+COMMANDS_GROUP = "yt8m_ensembler.commands"
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -54,14 +68,24 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--members", nargs="+", required=True,
                    help="stores: files, directories or globs; Kaggle CSVs too (files or globs ending in .csv, "
                         "named MODEL.SPLIT.csv or MODEL.csv for the test split), imported once into the CSV cache")
-    b.add_argument("--labels", nargs="+", help="labels files labels.<split>.h5 (files, dirs or globs)")
+    _labels_option(b, required=False)
     b.add_argument("--out", required=True, help="output directory, or one .h5 file for a single-split build")
     b.add_argument("--name", help="ensemble name (default ens-<scheme>)")
     b.add_argument("--fit-split", default="heldout", help="split the scheme is fitted on (default heldout)")
-    b.add_argument("--k", type=int, help="labels kept per video in the output (default: the members' largest k)")
+    b.add_argument("--top", "--k", dest="top", type=int,
+                   help="labels kept per video in the output stores (default: the members' largest k; "
+                        "--k is the old name)")
+    _missing_option(b)
+    b.add_argument("--submit", metavar="CSV",
+                   help="also write the test split's Kaggle submission CSV (checked: every test video, "
+                        "written with the other outputs, all or none)")
+    b.add_argument("--submit-top", type=int, default=20, help="label/score pairs per video in --submit (default 20)")
+    b.add_argument("--precision", type=int, default=6, help="decimals of each score in --submit (default 6)")
     b.add_argument("--member-k", type=int, help="cut each member to its top K labels first")
     b.add_argument("--folds", type=int, default=5, help="folds of the cross-fitted estimate (default 5)")
-    b.add_argument("--seed", type=int, default=0, help="random_state of the scheme and of the folds")
+    b.add_argument("--seed", type=int, default=0,
+                   help="random_state of the scheme and of the folds, 0 .. 4294967295 (the range numpy, "
+                        "scikit-learn, xgboost and torch all accept)")
     b.add_argument("--chunk-rows", type=int,
                    help="videos per streamed chunk (default: about 4M member entries per chunk, bounding memory)")
     b.add_argument("--fold-crops", choices=("mean", "none"), default="mean",
@@ -75,13 +99,28 @@ def _parser() -> argparse.ArgumentParser:
                         "reading the store once more); --no-verify skips it")
     _csv_options(b)
 
+    a = add("apply", "apply a fitted ensemble (a build's record and model) to new prediction files",
+            "example:\n  ensemble apply runs/demo/predictions/ens-caruana.build.json \\\n"
+            "      --members 'new/*.test.full.h5' --out new/\n"
+            "(the same members by name, any splits; writes <name>.<split>.full.h5 as the build did)")
+    a.add_argument("record", help="the build record, <name>.build.json (its <name>.model.npz beside it)")
+    a.add_argument("--members", nargs="+", required=True, help="stores or Kaggle CSVs of the same members")
+    a.add_argument("--out", required=True, help="output directory")
+    _labels_option(a, required=False)
+    _missing_option(a)
+    a.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="check each store's checksum before using it (default)")
+    a.add_argument("--submit", metavar="CSV", help="also write the test split's submission CSV")
+    _csv_options(a)
+
     e = add("evaluate", "print GAP@20, MAP, Hit@1 and PERR of stores against labels",
             "example:\n  ensemble evaluate --members 'runs/demo/predictions/*.h5' --labels runs/demo/labels --split eval")
     e.add_argument("--members", nargs="+", required=True,
                    help="stores: files, directories or globs; Kaggle CSVs too (see build --help)")
-    e.add_argument("--labels", nargs="+", required=True, help="labels files labels.<split>.h5")
+    _labels_option(e, required=True)
     e.add_argument("--split", default="heldout", help="split to score (default heldout)")
-    e.add_argument("--k", type=int, default=20, help="GAP@k (default 20)")
+    e.add_argument("--gap-k", "--k", dest="gap_k", type=int, default=20,
+                   help="the cut-off of GAP@K (default 20; not an output width: evaluate writes nothing)")
     e.add_argument("--chunk-rows", type=int, default=50000, help="videos per streamed chunk")
     e.add_argument("--fold-crops", choices=("mean", "none"), default="mean")
     e.add_argument("--scheduler", metavar="ADDRESS", help="read and score chunks on a Dask cluster")
@@ -94,8 +133,14 @@ def _parser() -> argparse.ArgumentParser:
             "example:\n  ensemble submit runs/demo/predictions/ens-uniform.test.full.h5 --out submission.csv")
     s.add_argument("store", help="an ensemble's (or any member's) store for the test split")
     s.add_argument("--out", required=True, help="CSV to write (atomically)")
-    s.add_argument("--top", type=int, default=20, help="label/score pairs per video (default 20)")
+    s.add_argument("--top", "--k", dest="top", type=int, default=20,
+                   help="label/score pairs per video (default 20)")
     s.add_argument("--precision", type=int, default=6, help="decimals of each score (default 6)")
+    s.add_argument("--any-split", action="store_true",
+                   help="write it even if the store is not of the test split (by default an error)")
+    s.add_argument("--expect", metavar="CSV",
+                   help="a sample submission or truth CSV: refuse a submission that lacks any of its videos "
+                        "or adds one")
     s.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="check each store's checksum before using it (default; streaming, about the cost of "
                         "reading the store once more); --no-verify skips it")
@@ -104,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  ensemble import team_a.csv --model team_a --split test --classes 3862 --out preds/\n"
             "  ensemble import --members 'teams/*.csv' --out preds/   # one store per CSV, all or none\n"
+            "  ensemble import --labels truth.csv --split heldout --out labels/   # labels.heldout.h5\n"
             "a CSV's model and split come from its file name, MODEL.SPLIT.csv (SPLIT one of train, heldout,\n"
             "eval, test) or MODEL.csv (split test), unless --model/--split are given")
     i.add_argument("csv", nargs="*", help="CSV files: VideoId,LabelConfidencePairs or VideoId,Label (ranks)")
@@ -112,24 +158,55 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--model", help="member name to record (one CSV only; default from the file name)")
     i.add_argument("--split", help="split name to record (heldout, eval, test, ...; default from the file name, "
                                    "else test)")
+    i.add_argument("--labels", metavar="TRUTH_CSV",
+                   help="import a truth CSV (VideoId,Labels) as the labels store labels.<split>.h5 (needs --split "
+                        "unless named NAME.SPLIT.csv)")
     i.add_argument("--classes", type=int, default=3862, help="number of classes (default 3862)")
     i.add_argument("--out", required=True,
                    help="directory (writes <model>.<split>.full.h5 per CSV) or, for one CSV, a .h5 file")
 
-    r = add("report", "write an HTML evaluation report (leaderboard, weights, diversity, per-class AP, plots)",
-            "example:\n  ensemble report --members runs/demo/predictions --labels runs/demo/labels --split eval \\\n"
-            "      --builds runs/demo/predictions --vocabulary runs/demo/data/vocabulary.csv --out runs/demo/report")
-    r.add_argument("--members", nargs="+", required=True, help="stores (members and ensembles): files, dirs or globs")
-    r.add_argument("--labels", nargs="+", required=True, help="labels files labels.<split>.h5")
-    r.add_argument("--split", default="eval", help="split to report on (default eval)")
-    r.add_argument("--builds", nargs="*", help="build records (*.build.json): files, dirs or globs")
-    r.add_argument("--vocabulary", help="vocabulary CSV for label names and verticals")
-    r.add_argument("--k", type=int, default=20, help="GAP@k (default 20)")
-    r.add_argument("--title", help="report title")
-    r.add_argument("--out", required=True, help="report directory to write (replaced atomically)")
+    for name, module in _plugin_commands().items():
+        plugin = add(name, getattr(module, "HELP", f"the {name} command"), getattr(module, "EPILOG", None))
+        module.add_arguments(plugin)
 
-    add("schemes", "list the ensembling schemes", "example:\n  ensemble schemes")
+    sc = add("schemes", "list the ensembling schemes, or one scheme's parameters",
+             "examples:\n  ensemble schemes\n  ensemble schemes caruana")
+    sc.add_argument("scheme", nargs="?", help="show this scheme's parameters, their rules and defaults")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return p
+
+
+def _version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("yt8m-ensembler")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _plugin_commands() -> dict:
+    """``{name: module}`` of the subcommands other packages register (entry points, loaded lazily)."""
+    from importlib import metadata
+    out = {}
+    for ep in metadata.entry_points(group=COMMANDS_GROUP):
+        try:
+            out[ep.name] = ep.load()
+        except ImportError:
+            continue  # the package providing it is not importable here (an extra not installed)
+    return out
+
+
+def _labels_option(p, required: bool) -> None:
+    p.add_argument("--labels", nargs="+", required=required,
+                   help="truth: labels stores labels.<split>.h5 (files, dirs or globs) and official truth CSVs "
+                        "(VideoId,Labels) named NAME.<split>.csv or given as SPLIT=PATH")
+
+
+def _missing_option(p) -> None:
+    p.add_argument("--missing", choices=("error", "zero", "drop"), default="error",
+                   help="a split (other than the fit split) where the members cover different videos: error "
+                        "(default: names each member and how many videos it lacks), zero (keep every video; a "
+                        "member that lacks one scores 0 for it) or drop (keep only the shared videos)")
 
 
 def _csv_options(p) -> None:
@@ -163,13 +240,38 @@ def _cmd_build(args) -> dict:
     from .build import build
     with _client(args.scheduler) as client:
         rec = build(args.members, scheme=args.scheme, params=dict(args.param), labels=args.labels, out=args.out,
-                    name=args.name, fit_split=args.fit_split, k=args.k, n_folds=args.folds, random_state=args.seed,
+                    name=args.name, fit_split=args.fit_split, k=args.top, n_folds=args.folds, random_state=args.seed,
                     chunk_rows=args.chunk_rows, fold_crops=args.fold_crops, member_k=args.member_k,
                     require_same_ids=args.require_same_ids, allow_mixed_k=args.allow_mixed_k, verify=args.verify,
                     progress=not (args.quiet or args.json), command=shlex.join(["ensemble"] + sys.argv[1:]),
-                    log=lambda t: _say(args, t), client=client, classes=args.classes, csv_cache=args.csv_cache)
+                    log=lambda t: _say(args, t), client=client, classes=args.classes, csv_cache=args.csv_cache,
+                    missing=args.missing, submit=args.submit, submit_top=args.submit_top,
+                    submit_precision=args.precision)
     _say(args, _build_summary(rec))
     return {**rec.to_dict(), "record_path": rec.path}
+
+
+def _cmd_apply(args) -> dict:
+    from .apply import load_build
+    fitted = load_build(args.record)
+    if args.submit:
+        from .submission import check_submission_target
+        check_submission_target(args.submit, 20, 6)
+    outputs = fitted.apply(args.members, out=args.out, labels=args.labels, missing=args.missing, verify=args.verify,
+                           classes=args.classes, csv_cache=args.csv_cache, progress=not (args.quiet or args.json),
+                           log=lambda t: _say(args, t))
+    for split, path in outputs.items():
+        _say(args, f"wrote {path}")
+    result = {"record": args.record, "outputs": outputs}
+    if args.submit:
+        from .submission import write_checked_submission
+        from predictions.errors import InputError
+        if "test" not in outputs:
+            raise InputError(f"--submit needs the test split; the members given are of {', '.join(outputs)}")
+        info = write_checked_submission(outputs["test"], args.submit, verify=False)
+        _say(args, f"wrote {args.submit}: {info['videos']} videos, top {info['top']}")
+        result["submission"] = {"path": args.submit, **info}
+    return result
 
 
 def _build_summary(rec) -> str:
@@ -210,12 +312,30 @@ def _build_summary(rec) -> str:
     bagged = rec.fitted.get("bagged_models") or (rec.fitted.get("chosen_fitted") or {}).get("bagged_models")
     if isinstance(bagged, int):
         lines.append(f"  final model: the average of the {bagged} fold models the estimate measured")
+    if rec.weights:
+        lines.append("  weights: " + ", ".join(f"{m} {w:.3f}" for m, w in rec.weights.items()))
+    if rec.importance:
+        shown = sorted(rec.importance.items(), key=lambda kv: -kv[1])
+        lines.append("  member importance (the stacker's, summed over each member's features): "
+                     + ", ".join(f"{m} {v:.3g}" for m, v in shown))
+    from .coverage import describe_coverage
+    for split, cov in rec.coverage.items():
+        line = describe_coverage(split, cov)
+        if line:
+            lines.append(line)
     for split, sc in rec.scores.items():
         if split == rec.fit_split:
             continue
         rows = [{"name": f"{rec.name} (ensemble)", **sc["ensemble"]}] + sc.get("members", [])
         lines.append(f"  {split} split (no combiner saw these labels):\n" + format_table(rows))
-    lines += [f"  wrote {p}" for p in rec.outputs.values()] + [f"  record {rec.path}"]
+    lines += [f"  wrote {p}" for p in rec.outputs.values()]
+    extra = rec.extra_outputs or {}
+    if extra.get("model"):
+        lines.append(f"  model {extra['model']} (ensemble apply reuses it)")
+    if extra.get("submission"):
+        sub = extra["submission"]
+        lines.append(f"  submission {sub['path']}: {sub['videos']} test videos, top {sub['top']}")
+    lines.append(f"  record {rec.path}")
     return "\n".join(lines)
 
 
@@ -235,15 +355,17 @@ def _cmd_evaluate(args) -> list:
     from predictions.errors import InputError
     from predictions.labels import read_labels
 
-    from .evaluate import check_labels_cover, evaluate_members, find_label_files, format_table
+    from .evaluate import check_labels_cover, evaluate_members, format_table
     from .members import discover, verify_members, with_csv_stores
-    _positive("--k", args.k)
+    from .truth import find_truth, read_truth
+    _positive("--gap-k", args.gap_k)
     _positive("--chunk-rows", args.chunk_rows)
     _positive("--classes", args.classes)
-    files = find_label_files(args.labels)
+    files = find_truth(args.labels)
     if args.split not in files:
-        raise InputError(f"no labels.{args.split}.h5 among {', '.join(args.labels)}")
-    truth = read_labels(files[args.split])
+        raise InputError(f"no labels of split {args.split!r} among {', '.join(args.labels)} (labels.{args.split}.h5, "
+                         f"NAME.{args.split}.csv or {args.split}=truth.csv)")
+    truth = read_truth({args.split: files[args.split]}, args.classes or 3862)[args.split]
     members = with_csv_stores(args.members, classes=args.classes or truth.num_classes, csv_cache=args.csv_cache,
                               progress=not (args.quiet or args.json), log=lambda t: _say(args, t))
     by_split = discover(members, fold_crops=args.fold_crops)
@@ -264,26 +386,47 @@ def _cmd_evaluate(args) -> list:
         for r in m.readers:
             check_labels_cover(truth, r.ids, files[args.split], r.path)
     with _client(args.scheduler) as client:
-        rows = evaluate_members(members, truth, k=args.k, chunk_rows=args.chunk_rows, client=client)
-    _say(args, f"{args.split} split, GAP@{args.k}:\n" + format_table(rows))
+        rows = evaluate_members(members, truth, k=args.gap_k, chunk_rows=args.chunk_rows, client=client)
+    _say(args, f"{args.split} split, GAP@{args.gap_k}:\n" + format_table(rows))
     return rows
 
 
 def _cmd_submit(args) -> dict:
-    from predictions.atomic import check_not_input, check_target
-    from predictions.csvio import write_submission
-    from predictions.errors import InputError
-    from predictions.store import read_store
-    _positive("--top", args.top)
+    from predictions.atomic import check_not_input
+
+    from .submission import check_submission_target, write_checked_submission
     _not_empty(args.out)
-    check_target(args.out, what="submission")
-    check_not_input(args.out, [args.store], what="submission")
-    pred = read_store(args.store, verify=args.verify)
-    if len(pred) == 0:
-        raise InputError("the store holds no video: a submission needs at least one row", args.store)
-    write_submission(args.out, pred, top=args.top, precision=args.precision)
-    _say(args, f"wrote {args.out}: {len(pred)} videos, top {args.top}")
-    return {"out": args.out, "videos": len(pred), "top": args.top}
+    check_not_input(args.out, [args.store] + ([args.expect] if args.expect else []), what="submission")
+    check_submission_target(args.out, args.top, args.precision)
+    info = write_checked_submission(args.store, args.out, top=args.top, precision=args.precision,
+                                    split_ok=args.any_split, expect=args.expect, verify=args.verify)
+    _say(args, f"wrote {args.out}: {info['videos']} videos, top {args.top}")
+    return {"out": args.out, **info}
+
+
+def _import_labels(args) -> dict:
+    """``ensemble import --labels truth.csv --split S --out DIR``: the truth CSV as ``labels.S.h5``."""
+    from pathlib import Path
+
+    from predictions.atomic import check_not_input, check_target
+    from predictions.errors import InputError
+    from predictions.labels import write_labels
+
+    from .truth import find_truth, read_truth
+    if args.csv or args.members or args.model:
+        raise InputError("--labels imports one truth CSV: give it without prediction CSVs or --model")
+    files = find_truth([f"{args.split}={args.labels}" if args.split else args.labels])
+    (split, path), = files.items()
+    labels = read_truth(files, args.classes)[split]
+    out = Path(args.out)
+    target = out if out.suffix == ".h5" and not out.is_dir() else out / f"labels.{split}.h5"
+    if target is not out and not out.is_dir():
+        raise InputError("--out must be an existing directory (or a labels.<split>.h5 file name)", out)
+    check_target(target, what="labels file")
+    check_not_input(target, [path], what="labels file")
+    write_labels(target, labels, split=split, source=str(path))
+    _say(args, f"wrote {target}: {len(labels)} videos, split {split}")
+    return {"out": str(target), "videos": len(labels), "split": split}
 
 
 def _cmd_import(args) -> dict:
@@ -296,6 +439,8 @@ def _cmd_import(args) -> dict:
     from predictions.store import MAX_CLASSES, check_input_file, check_name, expand_paths, store_name
     if not 1 <= args.classes <= MAX_CLASSES:
         raise InputError(f"--classes must be in [1, {MAX_CLASSES}], got {args.classes}")
+    if args.labels:
+        return _import_labels(args)
     if args.model is not None:
         check_name("--model", args.model)
     if args.split is not None:
@@ -350,23 +495,47 @@ def _cmd_import(args) -> dict:
     return done[0] if len(done) == 1 else {"stores": done}
 
 
-def _cmd_report(args) -> dict:
-    from reports import write_report
-    index = write_report(args.out, members=args.members, labels=args.labels, split=args.split,
-                         builds=args.builds or (), vocabulary=args.vocabulary, k=args.k, title=args.title,
-                         progress=not (args.quiet or args.json))
-    _say(args, f"wrote {index}")
-    return {"index": str(index)}
-
-
-def _cmd_schemes(args) -> list:
+def _cmd_schemes(args) -> list | dict:
     from .base import combiner_class, list_combiners
+    if args.scheme:
+        return _scheme_details(args, combiner_class(args.scheme))
     names = list_combiners()
     for n in names:
         cls = combiner_class(n)
-        doc = (cls.__doc__ or "").strip().split("\n")[0]
-        _say(args, f"{n:10s} {'learned' if cls.learned else 'fixed  '}  {doc}")
+        _say(args, f"{n:10s} {'learned' if cls.learned else 'fixed  '}  {_plain(_first_line(cls))}")
+    _say(args, "\n'ensemble schemes NAME' shows a scheme's parameters, their rules and defaults")
     return names
+
+
+def _first_line(cls) -> str:
+    return (cls.__doc__ or "").strip().split("\n")[0]
+
+
+def _plain(text: str) -> str:
+    """reStructuredText roles and backticks out: ``x`` and :class:`y` read as x and y."""
+    import re
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).split(".")[-1], text)
+    return text.replace("``", "").replace("`", "")
+
+
+def _scheme_details(args, cls) -> dict:
+    import inspect
+    rules = getattr(cls, "_parameter_constraints", {})
+    params = []
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = None if p.default is inspect.Parameter.empty else p.default
+        kind = type(default).__name__ if default is not None else "-"
+        rule = rules.get(p.name)
+        params.append({"name": p.name, "default": default, "type": kind,
+                       "rule": rule.describe() if rule is not None else ""})
+    _say(args, f"{cls.name} ({'learned: fitted on labels, cross-fitted' if cls.learned else 'fixed: sees no labels'})"
+               f"\n  {_plain(_first_line(cls))}\nparameters (--param NAME=VALUE, VALUE as JSON):")
+    width = max([len(p["name"]) for p in params] + [4])
+    for p in params:
+        _say(args, f"  {p['name']:{width}s}  default {p['default']!r:12s} {p['rule']}")
+    return {"scheme": cls.name, "learned": cls.learned, "parameters": params}
 
 
 def main(argv=None) -> int:
@@ -377,13 +546,17 @@ def main(argv=None) -> int:
     warnings.formatwarning = lambda msg, cat, *a, **k: f"ensemble: warning: {msg}\n"
     if args.quiet or args.json:
         warnings.simplefilter("ignore")
-    handler = {"build": _cmd_build, "evaluate": _cmd_evaluate, "submit": _cmd_submit,
-               "import": _cmd_import, "report": _cmd_report, "schemes": _cmd_schemes}[args.command]
+    handlers = {"build": _cmd_build, "apply": _cmd_apply, "evaluate": _cmd_evaluate, "submit": _cmd_submit,
+                "import": _cmd_import, "schemes": _cmd_schemes}
     try:
-        result = handler(args)
+        if args.command not in handlers:   # a plugin command (ensemble report): it prints its own result
+            return _quiet_on_closed_pipe(lambda: _plugin_commands()[args.command].run(args))
+        handler_result = handlers[args.command](args)
     except InputError as err:
         print(f"ensemble: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return _closed_pipe()
     except OSError as err:  # a last net: any file-system error not already turned into an InputError
         where = f"{err.filename}: " if err.filename else ""
         print(f"ensemble: error: {where}{err.strerror or err}", file=sys.stderr)
@@ -393,8 +566,26 @@ def main(argv=None) -> int:
         return 130
     if args.json:
         from .record import json_default
-        print(json.dumps(result, indent=2, default=json_default))
+        return _quiet_on_closed_pipe(lambda: print(json.dumps(handler_result, indent=2, default=json_default)) or 0)
+    return _quiet_on_closed_pipe(lambda: 0)
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as ``cat`` does."""
+    import os
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError when Python flushes at exit
     return 0
+
+
+def _quiet_on_closed_pipe(fn) -> int:
+    try:
+        code = fn()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import numpy as np
 
 from predictions import metrics
 from predictions.errors import InputError
+from predictions.params import Num, check_number, is_integer
 from predictions.types import Labels, Predictions
 
 from .base import Combiner
@@ -124,7 +125,7 @@ def plain_fold_scores(pred: Predictions, labels: Labels, n_folds: int = 5, rando
 
 def make_folds(n_videos: int, n_folds: int, random_state=0) -> np.ndarray:
     """(n_videos,) int64 fold of each video: balanced sizes, deterministic from ``random_state``."""
-    if not (isinstance(n_folds, numbers.Integral) and 2 <= n_folds <= n_videos):
+    if not (is_integer(n_folds) and 2 <= n_folds <= n_videos):
         raise InputError(f"n_folds must be an integer in [2, {n_videos}] (number of videos), got {n_folds!r}")
     perm = np.random.default_rng(random_state).permutation(n_videos)
     folds = np.empty(n_videos, dtype=np.int64)
@@ -150,8 +151,7 @@ def crossfit(combiner: Combiner | Callable[[], Combiner], members, labels, *, n_
     progress : show a tqdm progress bar over folds.
     """
     t0 = time.perf_counter()
-    if not (isinstance(k, numbers.Integral) and k >= 1):
-        raise InputError(f"k must be an integer >= 1, got {k!r}")
+    check_number("k", k, lo=1, integer=True)
     make_combiner = combiner.clone if isinstance(combiner, Combiner) else combiner
     cands = as_candidates(members)
     labels = as_labels(labels, cands)
@@ -218,11 +218,12 @@ class FoldBag(Combiner):
     def name(self) -> str:
         return getattr(self.base, "name", "") or ""
 
-    def _validate(self) -> None:
+    _parameter_constraints = {"n_folds": Num(lo=2, hi=1000, integer=True), "k": Num(lo=1, integer=True)}
+    _transient = ("crossfit_",)       # the estimate's record; predicting needs only the fold models
+
+    def _check(self) -> None:
         if not isinstance(self.base, Combiner):
             raise InputError(f"base must be a combiner (create_combiner(...)), got {type(self.base).__name__}")
-        if not (isinstance(self.n_folds, numbers.Integral) and self.n_folds >= 2):
-            raise InputError(f"n_folds must be an integer >= 2, got {self.n_folds!r}")
         self.base._validate()
 
     def _fit(self, cands, labels, y) -> None:
@@ -238,6 +239,20 @@ class FoldBag(Combiner):
         for m in self.models_:
             total += m.predict_scores(cands)
         return total / len(self.models_)
+
+    def linear_weights(self) -> np.ndarray | None:
+        """The mean of the fold models' weights, when every fold model is a weighted mean."""
+        if type(self)._predict is not FoldBag._predict:
+            return None
+        parts = [m.linear_weights() for m in getattr(self, "models_", ())]
+        return None if not parts or any(w is None for w in parts) else np.mean(parts, axis=0)
+
+    def importance(self) -> dict | None:
+        """The fold models' per-member importances, averaged (None if they have none)."""
+        parts = [m.importance() for m in getattr(self, "models_", ())]
+        if not parts or any(p is None for p in parts):
+            return None
+        return {n: float(np.mean([p.get(n, 0.0) for p in parts])) for n in parts[0]}
 
     def describe(self) -> dict:
         """The fold models' descriptions averaged where they agree in shape (see :func:`mean_description`),

@@ -32,13 +32,14 @@ import time
 from dataclasses import dataclass, field
 
 from predictions.errors import InputError
+from predictions.params import check_number
 from predictions.types import Predictions
 
 from .base import Combiner, combiner_class, create_combiner
 from .crossfit import CrossFitResult, FoldBag, crossfit
 from .inputs import as_candidates, as_labels
 
-__all__ = ["FitResult", "fit_ensemble", "make_combiner", "make_factory", "FINALS"]
+__all__ = ["FitResult", "fit_ensemble", "make_combiner", "FINALS"]
 
 #: How fit_ensemble makes a learned scheme's final model: the average of the fold models, or one refit.
 FINALS = ("bag", "refit")
@@ -92,6 +93,41 @@ class FitResult:
         """The ensemble's top-``k`` predictions (default: the GAP cut-off) of each video of ``members``."""
         return self.combiner.predict(members, k=self.k if k is None else k)
 
+    @property
+    def weights(self) -> dict | None:
+        """``{member: weight}`` when the final model is a weighted mean of the member scores, else None."""
+        w = self.combiner.linear_weights()
+        return None if w is None else {str(n): float(x) for n, x in zip(self.member_names, w)}
+
+    def leaderboard(self, **splits):
+        """A pandas DataFrame: one row per member and one for the ensemble, best first.
+
+        Columns ``name``, ``kind`` (member / ensemble), ``estimate`` (GAP@k on the
+        fit videos: cross-fitted for the ensemble of a learned scheme, plain for
+        the members, which never saw these labels), ``std_error`` (the fold
+        standard error of the ensemble's estimate), ``weight``, and one column
+        ``gap_<split>`` per keyword ``split=(members, labels)``: GAP@k of every
+        member and of the ensemble on other videos, e.g.
+        ``fit.leaderboard(eval=(eval_members, eval_labels))``.
+        """
+        from predictions.extras import require
+        pd = require("pandas", what="FitResult.leaderboard()")
+        weights = self.weights or {}
+        rows = [{"name": f"{self.scheme} (ensemble)", "kind": "ensemble", "estimate": self.estimate,
+                 "std_error": self.std_error, "weight": None}]
+        rows += [{"name": n, "kind": "member", "estimate": (self.member_gap or {}).get(n), "std_error": None,
+                  "weight": weights.get(n)} for n in self.member_names]
+        for split, (members, labels) in splits.items():
+            cands = as_candidates(members, fitted_names=self.member_names)
+            scorer = cands.scorer(as_labels(labels, cands), k=self.k)
+            gaps = {n: scorer(cands.scores[:, j]) for j, n in enumerate(cands.member_names)}
+            rows[0][f"gap_{split}"] = scorer(self.combiner.predict_scores(cands))
+            for row in rows[1:]:
+                row[f"gap_{split}"] = gaps.get(row["name"])
+        frame = pd.DataFrame(rows)
+        key = next((c for c in frame.columns if c.startswith("gap_")), "estimate")
+        return frame.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
 
 def make_combiner(scheme: str, params: dict | None, random_state, n_folds: int | None = None) -> Combiner:
     """A new, unfitted combiner of ``scheme`` with its parameters checked now.
@@ -112,24 +148,22 @@ def make_combiner(scheme: str, params: dict | None, random_state, n_folds: int |
     return comb
 
 
-def make_factory(scheme: str, params: dict | None, random_state):
-    """A zero-argument function building a fresh, unfitted combiner (parameters checked now, once)."""
-    return make_combiner(scheme, params, random_state).clone
-
-
-def fit_ensemble(members, labels=None, scheme: str = "uniform", params: dict | None = None, *, n_folds: int = 5,
-                 random_state=0, k: int = 20, final: str = "bag", progress: bool = False) -> FitResult:
+def fit_ensemble(members, labels=None, scheme: str | Combiner = "uniform", params: dict | None = None, *,
+                 n_folds: int = 5, random_state=0, k: int = 20, final: str = "bag",
+                 progress: bool = False) -> FitResult:
     """Fit ``scheme`` on the members' scores of the fit videos, with baselines and an honest estimate.
 
     Parameters
     ----------
     members : the members' predictions of the same videos: ``{name: Predictions}``,
-        a list of Predictions or of (n_videos, n_classes) score arrays, or
-        Candidates (see :mod:`ensembler.inputs`).
-    labels : their ground truth (Labels, or an (n_videos, n_classes) 0/1
-        matrix); required by learned schemes; None skips the baselines and
-        the estimate.
-    scheme : a registered scheme (:func:`~ensembler.base.list_combiners`).
+        a list of Predictions or of (n_videos, n_classes) score arrays,
+        Candidates, or pandas DataFrames / Kaggle CSV paths (see
+        :mod:`ensembler.inputs`); a list ``member_weights`` applies in this order.
+    labels : their ground truth (Labels, an (n_videos, n_classes) 0/1
+        matrix, a truth CSV path or a DataFrame); required by learned schemes;
+        None skips the baselines and the estimate.
+    scheme : a registered scheme (:func:`~ensembler.base.list_combiners`), or
+        an unfitted combiner (``params`` then unused: its own are used).
     params : its parameters (``random_state`` defaults to ``random_state``,
         and ``auto``'s ``n_folds`` to ``n_folds``).
     n_folds : folds of the cross-fitted estimate, >= 2.
@@ -140,9 +174,14 @@ def fit_ensemble(members, labels=None, scheme: str = "uniform", params: dict | N
         see the module docstring.
     progress : show a progress bar over folds.
     """
-    if n_folds < 2:
-        raise InputError(f"n_folds must be >= 2, got {n_folds}")
-    prototype = make_combiner(scheme, params, random_state, n_folds)
+    check_number("n_folds", n_folds, lo=2, hi=1000, integer=True)
+    check_number("k", k, lo=1, integer=True)
+    if isinstance(scheme, Combiner):
+        prototype, params = scheme.clone(), scheme.get_params()
+        prototype._validate()
+        scheme = prototype.name or type(prototype).__name__
+    else:
+        prototype = make_combiner(scheme, params, random_state, n_folds)
     learned = prototype.learned
     if final not in FINALS:
         raise InputError(f"final must be one of {', '.join(FINALS)}, got {final!r}")

@@ -189,13 +189,31 @@ def read_chunk(task: ChunkTask, member_ks, *, member_k: int | None = None, reade
     for member_paths, k in zip(task.paths, member_ks):
         parts = []
         for path in member_paths:
-            pred = reader_for(path).read_rows(task.rows[j])
+            pred = _read_rows_or_zero(reader_for(path), task.rows[j], task.ids)
             check_aligned(pred.ids, task.ids, f"{path} rows and the alignment")
             parts.append(pred)
             j += 1
         folded = mean_of_crops(parts, k)
         out.append(folded if member_k is None else folded.topk(member_k))
     return out
+
+
+def _read_rows_or_zero(reader: StoreReader, rows: np.ndarray, ids: np.ndarray) -> Predictions:
+    """``reader.read_rows(rows)``; rows of -1 (a video the store lacks, under ``--missing zero``)
+    become rows of score 0 (top-k stores: the first k classes at score 0, which add nothing)."""
+    rows = np.asarray(rows)
+    missing = rows < 0
+    if not missing.any():
+        return reader.read_rows(rows)
+    have = reader.read_rows(rows[~missing])
+    n, width = len(rows), have.scores.shape[1]
+    scores = np.zeros((n, width), dtype=have.scores.dtype)
+    scores[~missing] = have.scores
+    indices = None
+    if have.indices is not None:
+        indices = np.broadcast_to(np.arange(width, dtype=have.indices.dtype), (n, width)).copy()
+        indices[~missing] = have.indices
+    return Predictions(np.asarray(ids), scores, indices, have.num_classes)
 
 
 def iter_member_chunks(members: list[MemberStores], alignment, *, chunk_rows: int = 20000,

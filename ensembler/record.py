@@ -17,7 +17,11 @@ layout (``record_version`` 1)::
     fit_seconds, fitted (the final model's ``describe()``: "weights" per member; for a bag of fold
                    models "bagged_models" and "folds"; for ``auto`` "chosen" and "candidates"
                    {scheme: {"estimate", "std_error", "fold_scores", ...}})
-    outputs        {split: store path}
+    weights        {member: weight} when the final model is a weighted mean (also in ``fitted``)
+    importance     {member: importance} of a stacker whose model has one
+    coverage       {split: {"videos", "kept", "rule", "lacking": {member: n}}} where members differ
+    missing        the --missing rule; skipped_splits {split: [members missing there]}
+    outputs        {split: store path}; extra_outputs {"model": path, "submission": {...}}
     scores         {split: {"ensemble": metrics, "members": [metrics rows]}}
     build_seconds, versions, command
 
@@ -78,7 +82,13 @@ class BuildRecord:
     std_error: float | None = None
     fit_seconds: float | None = None
     fitted: dict = field(default_factory=dict)
+    weights: dict | None = None
+    importance: dict | None = None
+    coverage: dict = field(default_factory=dict)
+    missing: str | None = None
+    skipped_splits: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    extra_outputs: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)
     build_seconds: float | None = None
     versions: dict = field(default_factory=dict)
@@ -117,8 +127,8 @@ class BuildRecord:
 
     @property
     def member_weights(self) -> dict | None:
-        """``{member: weight}`` of the fitted scheme (``fitted["weights"]``), or None if it has none."""
-        w = self.fitted.get("weights")
+        """``{member: weight}`` of the fitted scheme (``weights``, else ``fitted["weights"]``), or None."""
+        w = self.weights if self.weights else self.fitted.get("weights")
         if isinstance(w, dict) and w and all(_is_number(v) for v in w.values()):
             return {str(m): float(v) for m, v in w.items()}
         return None
@@ -137,9 +147,12 @@ class BuildRecord:
                     "estimate": self.estimate if self.crossfit is None else None,
                     "std_error": self.std_error if self.crossfit is None else None}
         out.update({k: v for k, v in optional.items() if v is not None})
+        out.update({k: v for k, v in {"weights": self.weights, "importance": self.importance,
+                                      "coverage": self.coverage or None, "missing": self.missing,
+                                      "skipped_splits": self.skipped_splits or None}.items() if v is not None})
         out.update({"fit_seconds": self.fit_seconds, "fitted": self.fitted, "outputs": self.outputs,
-                    "scores": self.scores, "build_seconds": self.build_seconds, "versions": self.versions,
-                    "command": self.command})
+                    "extra_outputs": self.extra_outputs, "scores": self.scores,
+                    "build_seconds": self.build_seconds, "versions": self.versions, "command": self.command})
         return _plain(out)
 
     def to_json(self) -> str:
@@ -183,7 +196,11 @@ class BuildRecord:
                    estimate=crossfit.estimate if crossfit is not None else estimate,
                    std_error=crossfit.std_error if crossfit is not None else std_error,
                    fit_seconds=get("fit_seconds", numbers.Real), fitted=get("fitted", dict, {}),
-                   outputs=get("outputs", dict, {}), scores=get("scores", dict, {}),
+                   weights=get("weights", dict), importance=get("importance", dict),
+                   coverage=get("coverage", dict, {}), missing=get("missing", str),
+                   skipped_splits=get("skipped_splits", dict, {}),
+                   outputs=get("outputs", dict, {}), extra_outputs=get("extra_outputs", dict, {}),
+                   scores=get("scores", dict, {}),
                    build_seconds=get("build_seconds", numbers.Real), versions=get("versions", dict, {}),
                    command=get("command", str), record_version=RECORD_VERSION,
                    path=None if path is None else str(path))

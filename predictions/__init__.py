@@ -16,6 +16,8 @@ Metrics and the vocabulary live here, in the base layer, because producers
 (early stopping, vertical-aware models), the ensembler and reports all use them
 and none may depend on another. Importing this package is cheap: no pandas.
 """
+__version__ = "0.2.0"
+
 from .errors import AlignmentError, InputError
 from .types import Labels, Predictions, check_aligned
 from .store import StoreWriter, open_store, read_store, write_store
@@ -25,6 +27,6 @@ from .split import assign_splits
 from .vocabulary import Vocabulary, load_vocabulary
 from . import metrics
 
-__all__ = ["AlignmentError", "InputError", "Labels", "Predictions", "check_aligned", "StoreWriter", "open_store",
+__all__ = ["__version__", "AlignmentError", "InputError", "Labels", "Predictions", "check_aligned", "StoreWriter", "open_store",
            "read_store", "write_store", "read_labels", "write_labels", "align_stores", "iter_aligned",
            "assign_splits", "Vocabulary", "load_vocabulary", "metrics"]

@@ -13,7 +13,8 @@ from typing import Iterator
 import numpy as np
 
 from .errors import AlignmentError, InputError
-from .store import READ_ROWS, StoreReader
+from .storeformat import READ_ROWS
+from .storereader import StoreReader
 from .types import Labels, Predictions, as_ids, check_aligned
 
 

@@ -52,8 +52,126 @@ def file_kind(mode: int) -> str:
     return "a regular file" if stat.S_ISREG(mode) else "a special file"
 
 
+#: errno values meaning "the file system cannot take this output": named plainly, never as a traceback.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
 def _why(err: OSError) -> str:
+    if getattr(err, "errno", None) in DISK_ERRORS:  # h5py's own message for these is several lines long
+        return os.strerror(err.errno)
     return err.strerror or type(err).__name__
+
+
+def why(err: BaseException) -> str:
+    """Short reason of an OSError or an h5py error: a full or read-only disk named plainly (h5py's own
+    message for it spans several lines of driver details), else the error's own one-line text."""
+    code = getattr(err, "errno", None)
+    if code not in DISK_ERRORS:
+        code = next((e for e in DISK_ERRORS if f"errno = {e}," in str(err)), None)
+    if code is not None:
+        return os.strerror(code)
+    if isinstance(err, OSError) and err.strerror and not str(err).startswith("Unable"):
+        return err.strerror
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def target_of_temp(path: str | os.PathLike) -> Path:
+    """The target a temporary file of :func:`atomic_path` / :class:`AtomicSet` stands for (else ``path``)."""
+    path = Path(path)
+    m = re.match(r"^\.(.+)\.tmp\d+\.[0-9a-f]{6}\.", path.name)
+    return path.with_name(m.group(1)) if m else path
+
+
+def check_free(path: str | os.PathLike, nbytes: int, *, target=None, what: str = "output") -> None:
+    """InputError naming ``target`` when the file system of ``path`` (a file or a directory to be written
+    in) has less than ``nbytes`` free for this user (``os.statvfs``); nothing when it cannot tell."""
+    free = _free(path)
+    if free is not None and free < nbytes:
+        raise InputError(f"cannot write the {what} ({os.strerror(errno.ENOSPC)}: it needs about "
+                         f"{_mib(nbytes)}, {_mib(free)} free)", Path(path if target is None else target))
+
+
+def disk_error(err: BaseException) -> bool:
+    """Whether ``err`` (an OSError, or an h5py error carrying an errno) says the disk is full or read-only."""
+    if getattr(err, "errno", None) in DISK_ERRORS:
+        return True
+    text = str(err)
+    return any(f"errno = {e}," in text for e in DISK_ERRORS)  # h5py's RuntimeError on a failed flush
+
+
+_FALLOC_KEEP_SIZE = 1   # Linux FALLOC_FL_KEEP_SIZE: allocate blocks without changing the file size
+_fallocate = None
+
+
+def _libc_fallocate():
+    global _fallocate
+    if _fallocate is None:
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            fn = libc.fallocate
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            fn.restype = ctypes.c_int
+            _fallocate = (fn, ctypes)
+        except (OSError, AttributeError):  # pragma: no cover - not Linux
+            _fallocate = False
+    return _fallocate
+
+
+def reserve_space(path: str | os.PathLike, nbytes: int, *, target=None, what: str = "output") -> None:
+    """Reserve ``nbytes`` of disk for the existing file ``path`` before a library writes it.
+
+    HDF5 that runs out of space while flushing leaves its file half-closed and the
+    process dies later in h5py (SIGSEGV, measured with h5py 3.16 / HDF5 2.0), so a
+    writer reserves the space first: ``fallocate(FALLOC_FL_KEEP_SIZE)`` allocates
+    the blocks without changing the file's size (the writes that follow cannot fail
+    for space, and the blocks past the end are freed when the file is truncated to
+    its length after closing, see :func:`release_reserve`). Where fallocate is not
+    supported, the free space is compared instead (``os.statvfs``). InputError
+    naming ``target`` when the space is not there.
+    """
+    target = Path(path if target is None else target)
+    nbytes = int(nbytes)
+    if nbytes <= 0:
+        return
+    lib = _libc_fallocate()
+    if lib:
+        fn, ctypes = lib
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            rc = fn(fd, _FALLOC_KEEP_SIZE, 0, nbytes)
+            err = ctypes.get_errno() if rc else 0
+        finally:
+            os.close(fd)
+        if not err:
+            return
+        if err in DISK_ERRORS:
+            release_reserve(path)  # a failed fallocate may keep the blocks it got (ext4): give them back
+            raise InputError(f"cannot write the {what} ({os.strerror(err)}: it needs about "
+                             f"{_mib(nbytes)}, {_mib(_free(path))} free)", target)
+        # EOPNOTSUPP, ENOSYS, EINVAL: a file system without fallocate: compare the free space
+    check_free(path, nbytes, target=target, what=what)
+
+
+def release_reserve(path: str | os.PathLike) -> None:
+    """Free the blocks :func:`reserve_space` allocated past the end of the (closed) file ``path``."""
+    with contextlib.suppress(OSError):
+        os.truncate(path, os.stat(path).st_size)
+
+
+def _free(path) -> int | None:
+    path = os.path.abspath(path)
+    try:
+        st = os.statvfs(path if os.path.isdir(path) else os.path.dirname(path))
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _mib(nbytes) -> str:
+    if nbytes is None:
+        return "? MiB"
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 1 << 20 else f"{max(0, nbytes) // 1024} KiB"
 
 
 def check_target(target: str | os.PathLike, *, what: str = "output") -> Path:

@@ -47,7 +47,10 @@ import numpy as np
 from .atomic import atomic_path
 from .csvscan import Block, CsvText, ids_to_str, parse_numbers, scan, token_bytes
 from .errors import InputError
-from .store import MAX_ID_BYTES
+from .ids import MAX_ID_BYTES
+from .params import Num, check_params
+from .paths import check_input_file
+from .storeformat import MAX_CLASSES
 from .types import Labels, Predictions, as_ids
 
 __all__ = ["write_submission", "read_submission", "read_rank_csv", "read_predictions_csv", "read_scored_csv",
@@ -170,11 +173,17 @@ def _check_header(path, got: str, expected: str) -> None:
         raise InputError(f"line 1: expected header {expected!r}, got {shown!r}", path)
 
 
+_ARGS = {"num_classes": Num(1, MAX_CLASSES, integer=True), "k": Num(1, MAX_CLASSES, integer=True, none=True)}
+
+
 def _check_args(path, num_classes, k=None) -> None:
-    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
-        raise InputError(f"num_classes must be a positive integer, got {num_classes!r}", path)
-    if k is not None and (not isinstance(k, int) or k < 1):
-        raise InputError(f"k must be a positive integer or None, got {k!r}", path)
+    """The reader's arguments (before the file is opened): a path, and integers (never a bool) in range."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    try:
+        check_params({"num_classes": num_classes, "k": k}, _ARGS)
+    except InputError as err:
+        raise InputError(err.problem, path) from None
 
 
 def _row_of(j: int, counts: np.ndarray) -> int:
@@ -230,6 +239,17 @@ def _check_entries(path, line_no, counts, labels, scores, num_classes: int) -> N
                              path)
 
 
+def _check_id_lengths(path, block: Block, starts: np.ndarray, ends: np.ndarray, line_no: np.ndarray) -> None:
+    """InputError naming the line of the first id over MAX_ID_BYTES, before any id array is built (the
+    ids of a block are gathered fixed-width: one long id would cost its length times the block's rows)."""
+    long = (ends - starts) > MAX_ID_BYTES
+    if long.any():
+        j = int(np.argmax(long))
+        head = bytes(block.buf[int(starts[j]):int(starts[j]) + 20]).decode("utf-8", "replace")
+        raise InputError(f"line {line_no[j]}: video id of {int(ends[j] - starts[j])} bytes (starts {head!r}); "
+                         f"ids are at most {MAX_ID_BYTES} bytes", path)
+
+
 def _block_rows(path, block: Block, pairs: bool, num_classes: int):
     """One block's rows, checked: ``(ids S, line_no, counts, labels int32, scores float32 | None)``."""
     sc = scan(block)
@@ -247,6 +267,7 @@ def _block_rows(path, block: Block, pairs: bool, num_classes: int):
         bad |= sc.starts[np.minimum(first, len(sc.starts) - 1)] > sc.commas[sc.first_comma[rows]]
     if bad.any():
         raise InputError(f"line {line_no[int(np.argmax(bad))]}: empty video id", path)
+    _check_id_lengths(path, block, sc.starts[first], sc.ends[first], line_no)
     counts = ntok - 1
     if pairs:
         odd = counts % 2 == 1
@@ -486,11 +507,39 @@ def _column_numbers(path, fields: list[str], integer: bool):
     return sc.line_tokens[:len(fields)], values, bad
 
 
-def _check_scored(path, ids, line_no, counts, labels, scores, num_classes: int) -> None:
-    _check_entries(path, line_no, counts, labels, scores, num_classes)
-    empty = np.flatnonzero(np.char.str_len(ids) == 0) if len(ids) else []
-    if len(empty):
-        raise InputError(f"line {line_no[empty[0]]}: empty video id", path)
+def _check_scored_ids(path, ids: list[str], line_no) -> None:
+    """Each id of a scored CSV non-empty and at most MAX_ID_BYTES (UTF-8), before an id array is built."""
+    for j, vid in enumerate(ids):
+        if not vid or len(vid) > MAX_ID_BYTES // 4 and len(vid.encode("utf-8")) > MAX_ID_BYTES:
+            problem = (f"video id of {len(vid.encode('utf-8'))} bytes (starts {vid[:20]!r}); ids are at most "
+                       f"{MAX_ID_BYTES} bytes") if vid else "empty video id"
+            raise InputError(f"line {line_no[j]}: {problem}", path)
+
+
+def _scored(path, ids: list[str], line_no, truth, pred, conf, num_classes: int) -> tuple[Predictions, Labels]:
+    """The rows of a scored CSV, read by either path, checked once: ``truth``, ``pred``, ``conf`` are each
+    ``(numbers per row, flat numbers)``; ids were checked as they were read (:func:`_check_scored_ids`).
+
+    Per row: as many confidences as predicted labels and true labels in range (InputError naming the
+    first bad line), then the entries (:func:`_check_entries`) and the assembly (:func:`_assemble`).
+    """
+    (t_cnt, t_val), (p_cnt, p_val), (c_cnt, c_val) = truth, pred, conf
+    line_no = np.asarray(line_no, dtype=np.int64)
+    mismatch = p_cnt != c_cnt
+    t_rows = np.repeat(np.arange(len(line_no)), t_cnt)
+    out = np.zeros(len(line_no), bool)
+    out[t_rows[t_val >= num_classes]] = True
+    bad = mismatch | out
+    if bad.any():
+        j = int(np.argmax(bad))
+        if mismatch[j]:
+            raise InputError(f"line {line_no[j]}: {p_cnt[j]} predicted labels but {c_cnt[j]} confidences", path)
+        first = int(t_val[t_rows == j][t_val[t_rows == j] >= num_classes][0])
+        raise InputError(f"line {line_no[j]}: true label {first} out of range [0, {num_classes})", path)
+    id_arr = np.array(ids, dtype=str) if ids else np.zeros(0, "<U1")
+    _check_entries(path, line_no, p_cnt, p_val, c_val, num_classes)
+    predictions = _assemble(path, id_arr, line_no, p_cnt, p_val, c_val, num_classes, None)
+    return predictions, _labels_csr(predictions.ids, t_cnt, t_val, num_classes)
 
 
 def _read_scored_fast(path, num_classes: int):
@@ -511,27 +560,13 @@ def _read_scored_fast(path, num_classes: int):
         return None
     # a line of commas and spaces only is blank to the csv path: such files take that path
     ids, truth, pred, conf = (list(c) for c in zip(*rows))
+    _check_scored_ids(path, ids, data_lines + 2)
     t_cnt, t_val, t_bad = _column_numbers(path, truth, True)
     p_cnt, p_val, p_bad = _column_numbers(path, pred, True)
     c_cnt, c_val, c_bad = _column_numbers(path, conf, False)
     if max(t_bad, p_bad, c_bad) >= 0:
         return None
-    line_no = data_lines + 2
-    mismatch = p_cnt != c_cnt
-    t_rows = np.repeat(np.arange(len(rows)), t_cnt)
-    out = np.zeros(len(rows), bool)
-    out[t_rows[t_val >= num_classes]] = True
-    bad = mismatch | out
-    if bad.any():
-        j = int(np.argmax(bad))
-        if mismatch[j]:
-            raise InputError(f"line {line_no[j]}: {p_cnt[j]} predicted labels but {c_cnt[j]} confidences", path)
-        first = int(t_val[t_rows == j][t_val[t_rows == j] >= num_classes][0])
-        raise InputError(f"line {line_no[j]}: true label {first} out of range [0, {num_classes})", path)
-    id_arr = np.array(ids, dtype=str) if ids else np.zeros(0, "<U1")
-    _check_scored(path, id_arr, line_no, p_cnt, p_val, c_val, num_classes)
-    pred_ = _assemble(path, id_arr, line_no, p_cnt, p_val, c_val, num_classes, None)
-    return pred_, _labels_csr(pred_.ids, t_cnt, t_val, num_classes)
+    return _scored(path, ids, data_lines + 2, (t_cnt, t_val), (p_cnt, p_val), (c_cnt, c_val), num_classes)
 
 
 def _read_scored_slow(path, num_classes: int):
@@ -545,7 +580,7 @@ def _read_scored_slow(path, num_classes: int):
     if header != SCORED_HEADER:
         raise InputError(f"line 1: expected header {','.join(SCORED_HEADER)!r}, "
                          f"got {','.join(header)[:60]!r}", path)
-    ids, line_no, truth, counts, labels, scores = [], [], [], [], [], []
+    ids, line_no, t_cnt, t_val, p_cnt, p_val, c_cnt, c_val = [], [], [], [], [], [], [], []
     while True:
         start = reader.line_num + 1
         try:
@@ -561,26 +596,22 @@ def _read_scored_slow(path, num_classes: int):
         t = _numbers(path, start, row[2], _INT_ARRAY, "true labels")
         p = _numbers(path, start, row[3], _INT_LIST, "predicted labels")
         c = _numbers(path, start, row[4], _FLOAT_LIST, "confidences", float)
-        if len(p) != len(c):
-            raise InputError(f"line {start}: {len(p)} predicted labels but {len(c)} confidences", path)
-        bad = [x for x in t if x >= num_classes]
-        if bad:
-            raise InputError(f"line {start}: true label {bad[0]} out of range [0, {num_classes})", path)
-        big = [x for x in p if x >= 2 ** 63]
+        big = [x for x in t + p if x >= 2 ** 63]  # (before they become int64 arrays)
         if big:
             raise InputError(f"line {start}: label {big[0]} out of range [0, {num_classes})", path)
+        _check_scored_ids(path, [row[1].strip()], [start])
         ids.append(row[1].strip())
         line_no.append(start)
-        truth.append(t)
-        counts.append(len(p))
-        labels.extend(p)
-        scores.extend(c)
-    id_arr = np.array(ids, dtype=str) if ids else np.zeros(0, "<U1")
-    line_no, counts = np.array(line_no, dtype=np.int64), np.array(counts, dtype=np.int64)
-    labels, scores = np.array(labels, dtype=np.int64), np.array(scores, dtype=np.float64)
-    _check_scored(path, id_arr, line_no, counts, labels, scores, num_classes)
-    pred = _assemble(path, id_arr, line_no, counts, labels, scores, num_classes, None)
-    return pred, Labels.from_lists(pred.ids, truth, num_classes)
+        t_cnt.append(len(t))
+        t_val.extend(t)
+        p_cnt.append(len(p))
+        p_val.extend(p)
+        c_cnt.append(len(c))
+        c_val.extend(c)
+    counts = [np.array(x, dtype=np.int64) for x in (t_cnt, p_cnt, c_cnt)]
+    return _scored(path, ids, line_no, (counts[0], np.array(t_val, dtype=np.int64)),
+                   (counts[1], np.array(p_val, dtype=np.int64)), (counts[2], np.array(c_val, dtype=np.float64)),
+                   num_classes)
 
 
 def _lines(path) -> list[str]:
@@ -615,5 +646,6 @@ def read_scored_csv(path: str | os.PathLike, num_classes: int) -> tuple[Predicti
     or an error is read row by row with the csv module, which names the line.
     """
     _check_args(path, num_classes)
+    check_input_file(Path(os.fspath(path)), "a CSV file")  # never open a FIFO (it blocks) or a device
     fast = _read_scored_fast(path, num_classes)
     return fast if fast is not None else _read_scored_slow(path, num_classes)

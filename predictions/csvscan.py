@@ -25,16 +25,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .ids import MAX_ID_BYTES
+from .paths import check_input_file
 
 __all__ = ["Block", "Scan", "CsvText", "scan", "parse_numbers", "token_bytes", "ids_to_str"]
 
 BLOCK_BYTES = 1 << 20   # text per block: the scan's arrays stay in the CPU caches (3x faster than whole files)
 PAD = 16                # spare bytes after each block, so 8-byte words can be read at any token start
 BOM = b"\xef\xbb\xbf"
+#: Longest line read (a row of 3862 label-score pairs is about 60 KB): a longer one is refused before it is
+#: scanned, so a file without line ends cannot make the reader hold and scan it whole.
+MAX_LINE_BYTES = 4 << 20
 
 
 # =========================================================================== reading
@@ -79,12 +85,14 @@ class CsvText:
     A leading UTF-8 BOM is dropped. Errors (:class:`InputError`, naming the
     file): unreadable file, ``empty file`` (nothing but whitespace),
     ``not UTF-8 text (byte N)`` with N counted from the start of the file
-    after its BOM. Blocks hold about ``block_bytes`` of text each.
+    after its BOM, not a regular file (a FIFO, a device, a directory: refused
+    before it is opened), a line longer than :data:`MAX_LINE_BYTES`. Blocks hold about ``block_bytes`` of text each.
     """
 
     def __init__(self, path: str | os.PathLike, block_bytes: int | None = None):
         self.path = path
         self.block_bytes = max(int(block_bytes or BLOCK_BYTES), 16)
+        check_input_file(Path(os.fspath(path)), "a CSV file")  # never open a FIFO (it blocks) or a device
         try:
             self._fh = open(path, "rb")
         except OSError as err:
@@ -113,6 +121,9 @@ class CsvText:
             data = data[len(BOM):]
         end = data.find(b"\n")
         while end < 0:
+            if len(data) > MAX_LINE_BYTES:
+                raise InputError(f"line 1: longer than {MAX_LINE_BYTES >> 20} MiB (no line end): not a CSV "
+                                 f"this reader accepts", self.path)
             more = self._read()
             if not more:
                 break
@@ -163,6 +174,12 @@ class CsvText:
             else:
                 size = buf.rfind(b"\n", 0, have) + 1
                 if size == 0:                        # a line longer than the block: read on
+                    if have > MAX_LINE_BYTES:
+                        comma = buf.find(b",", 0, have)
+                        if comma < 0 or comma > MAX_ID_BYTES:   # the id is what is too long: say so
+                            raise InputError(f"line {self._line}: the video id is longer than {MAX_ID_BYTES} bytes (ids are "
+                                             f"at most {MAX_ID_BYTES} bytes)", self.path)
+                        raise InputError(f"line {self._line}: longer than {MAX_LINE_BYTES >> 20} MiB", self.path)
                     rest = bytes(buf[:have])
                     continue
             rest = bytes(buf[size:have])

@@ -13,8 +13,11 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
-from .store import (FORMAT_VERSION, MAX_CLASSES, _check_name, _check_unique, _decode_ids, _encode_ids, _oserror,
-                    _str, check_dataset, check_id_width, check_input_file)
+from .h5checks import attr_str, check_dataset, check_id_width, h5_error
+from .ids import check_unique, decode_ids, encode_ids
+from .paths import check_input_file
+from .storeformat import FORMAT_VERSION, MAX_CLASSES, check_name
+from .storewriter import h5_bytes, h5_output
 from .types import Labels
 
 KIND = "labels"
@@ -23,13 +26,15 @@ KIND = "labels"
 def write_labels(path, labels: Labels, *, split: str, source: str = "") -> Path:
     """Write ``labels`` to ``path`` atomically (validated first); return the path."""
     path = Path(path)
-    _check_name("split", split, path)
+    check_name("split", split, path)
     if not 1 <= labels.num_classes <= MAX_CLASSES:
         raise InputError(f"num_classes must be in [1, {MAX_CLASSES}], got {labels.num_classes}", path)
-    _check_unique(labels.ids, path)
+    check_unique(labels.ids, path)
     _check_csr(labels.indptr, labels.indices, labels.num_classes, path)
-    raw = _encode_ids(labels.ids, path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    raw = encode_ids(labels.ids, path)
+    nbytes = h5_bytes(raw.nbytes + 8 * len(labels.indptr) + 4 * len(labels.indices) + len(str(source)))
+    with atomic_path(path, what="labels file") as tmp, \
+            h5_output(tmp, nbytes, target=path, what="labels file") as f:
         f.attrs.update(format_version=FORMAT_VERSION, kind=KIND, num_classes=int(labels.num_classes),
                        split=split, source=str(source))
         f.create_dataset("ids", data=raw if len(raw) else raw.astype("S1"))
@@ -67,12 +72,12 @@ def read_labels(path) -> Labels:
     except InputError:
         raise
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
-        raise InputError(f"not a readable HDF5 labels file ({_oserror(err)})", path) from None
+        raise InputError(f"not a readable HDF5 labels file ({h5_error(err)})", path) from None
 
 
 def _read(f: h5py.File, path: Path) -> Labels:
     attrs = f.attrs
-    kind = _str(attrs.get("kind", ""))
+    kind = attr_str(attrs.get("kind", ""))
     if kind == "predictions" or ("scores" in f and "indptr" not in f):
         raise InputError("this is a predictions store, not a labels file", path)
     for name in ("format_version", "kind", "num_classes", "split"):
@@ -89,7 +94,7 @@ def _read(f: h5py.File, path: Path) -> Labels:
     C = int(attrs["num_classes"])
     if not 1 <= C <= MAX_CLASSES:
         raise InputError(f"num_classes attribute is {C}, expected 1 to {MAX_CLASSES}", path)
-    _check_name("attribute split", _str(attrs["split"]), path)
+    check_name("attribute split", attr_str(attrs["split"]), path)
     ids_ds, indptr_ds, indices_ds = f["ids"], f["indptr"], f["indices"]
     if ids_ds.ndim != 1 or ids_ds.dtype.kind != "S":
         raise InputError(f"dataset 'ids' has shape {ids_ds.shape} dtype {ids_ds.dtype}, "
@@ -101,8 +106,8 @@ def _read(f: h5py.File, path: Path) -> Labels:
     if indices_ds.ndim != 1 or indices_ds.dtype.kind not in "iu":
         raise InputError(f"dataset 'indices' has shape {indices_ds.shape} dtype {indices_ds.dtype}, "
                          f"expected 1-D int32", path)
-    ids = _decode_ids(ids_ds[:], path)
-    _check_unique(ids, path)
+    ids = decode_ids(ids_ds[:], path)
+    check_unique(ids, path)
     indptr = indptr_ds[:].astype(np.int64)
     indices = indices_ds[:].astype(np.int64)
     _check_csr(indptr, indices, C, path)

@@ -164,6 +164,12 @@ class Predictions:
             return self
         return self.take(row_index(self.ids, ids, "predictions"))
 
+    def to_frame(self, *, kaggle: bool = False, top: int | None = None):
+        """A pandas DataFrame: long ``video_id, label, score`` rows (best first per video), or the Kaggle
+        layout ``VideoId, LabelConfidencePairs`` with ``kaggle=True`` (see :mod:`predictions.frames`)."""
+        from .frames_out import predictions_to_frame
+        return predictions_to_frame(self, kaggle=kaggle, top=top)
+
 
 @dataclass(frozen=True)
 class Labels:
@@ -237,6 +243,12 @@ class Labels:
         if len(ids) == len(self.ids) and np.array_equal(ids, self.ids):
             return self
         return self.take(row_index(self.ids, ids, "labels"))
+
+    def to_frame(self, *, kaggle: bool = False):
+        """A pandas DataFrame: long ``video_id, label`` rows, or the Kaggle truth layout ``VideoId, Labels``
+        with ``kaggle=True`` (see :mod:`predictions.frames`)."""
+        from .frames_out import labels_to_frame
+        return labels_to_frame(self, kaggle=kaggle)
 
     def is_positive(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """(m,) bool: is ``labels[j]`` a true label of video row ``rows[j]``? Vectorised."""

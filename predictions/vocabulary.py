@@ -31,8 +31,18 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .paths import check_input_file
 
-__all__ = ["Vocabulary", "load_vocabulary", "class_verticals"]
+__all__ = ["Vocabulary", "load_vocabulary", "class_verticals", "MAX_VOCAB_CLASSES", "MAX_VERTICALS",
+           "MAX_VOCAB_BYTES"]
+
+#: Largest class index a vocabulary may list (below 10**6): the vocabulary is dense over class ids, so a
+#: 30-byte file naming class 10**9 would allocate gigabytes; refused on the line that names it.
+MAX_VOCAB_CLASSES = 10 ** 6
+#: Largest vertical number (integer verticals keep their number; the official files have 25).
+MAX_VERTICALS = 1 << 16
+#: Largest vocabulary or verticals file read (the official 2018 vocabulary is 3.6 MB).
+MAX_VOCAB_BYTES = 64 << 20
 
 _KNOWN = ("Index,Name[,Vertical1,...] (official 2018 or generator vocabulary.csv), "
           "or label_id,label_name (label_names csv)")
@@ -94,7 +104,7 @@ class Vocabulary:
         return self.verticals.copy()
 
 
-def load_vocabulary(path, verticals=None) -> Vocabulary:
+def load_vocabulary(path, verticals=None, *, num_classes: int | None = None) -> Vocabulary:
     """Read a vocabulary file (any format of the module docstring).
 
     Parameters
@@ -102,8 +112,16 @@ def load_vocabulary(path, verticals=None) -> Vocabulary:
     path : the vocabulary CSV.
     verticals : optional TSV ``label_id<TAB>vertical`` (no header); its values
         replace (or supply) the verticals of the listed classes.
+    num_classes : the class count the vocabulary is for, when known: a class
+        index at or above it is refused on its line (before anything is
+        allocated for it). Every class index is below :data:`MAX_VOCAB_CLASSES`
+        and every integer vertical below :data:`MAX_VERTICALS` in any case.
     """
-    path = Path(os.fspath(path))
+    path = _path(path, "path")
+    if num_classes is not None:
+        from .params import check_number
+        check_number("num_classes", num_classes, lo=1, hi=MAX_VOCAB_CLASSES, integer=True)
+    bound = MAX_VOCAB_CLASSES if num_classes is None else int(num_classes)
     header, rows = _read_table(path, delimiter=",", what="vocabulary CSV")
     if not header:
         raise InputError(f"empty file; expected a vocabulary CSV with header {_KNOWN}", path)
@@ -115,14 +133,13 @@ def load_vocabulary(path, verticals=None) -> Vocabulary:
     else:
         raise InputError(f"unknown vocabulary format: header {','.join(header[:6])!r}; expected {_KNOWN}", path)
     id_name = header[id_col].strip()
-    ids = np.array([_int(r, id_col, path, line, id_name) for line, r in rows], dtype=np.int64)
+    ids = np.array([_class_index(r, id_col, path, line, id_name, bound, num_classes) for line, r in rows],
+                   dtype=np.int64)
     if len(ids):
         uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
         if (counts > 1).any():
             raise InputError(f"class index {int(uniq[counts > 1][0])} appears twice "
                              f"(line {rows[first[counts > 1][0]][0]} and later)", path)
-        if ids.min() < 0:
-            raise InputError(f"negative class index {int(ids.min())}", path)
     C = int(ids.max()) + 1 if len(ids) else 0
     names = np.full(C, "", dtype=object)
     names[ids] = [_cell(r, name_col) for _, r in rows]
@@ -135,8 +152,8 @@ def load_vocabulary(path, verticals=None) -> Vocabulary:
     if "vertical1" in cols:
         raw[ids] = [_cell(r, cols["vertical1"]) for _, r in rows]
     if verticals is not None:
-        raw = _read_vertical_tsv(verticals, ids, C)
-    vert, vert_names = _number_verticals(raw)
+        raw = _read_vertical_tsv(_path(verticals, "verticals"), ids, C)
+    vert, vert_names = _number_verticals(raw, Path(verticals) if verticals is not None else path)
     return Vocabulary(names=names, verticals=vert, vertical_names=vert_names, train_counts=counts,
                       path=str(path))
 
@@ -148,7 +165,7 @@ def class_verticals(spec, num_classes: int) -> np.ndarray:
     non-negative int per class. InputError (naming the file) otherwise.
     """
     if isinstance(spec, (str, os.PathLike)):
-        spec = load_vocabulary(spec)
+        spec = load_vocabulary(spec, num_classes=num_classes)
     if isinstance(spec, Vocabulary):
         return spec.verticals_for(num_classes)
     try:
@@ -162,12 +179,21 @@ def class_verticals(spec, num_classes: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- helpers
+def _path(value, name: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise InputError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    return Path(os.fspath(value))
+
+
 def _read_table(path: Path, *, delimiter: str, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line number, cells)`` rows of a UTF-8 CSV/TSV (blank lines skipped)."""
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError(f"is a directory, expected a {what}", path)
+    """Header and ``(line number, cells)`` rows of a UTF-8 CSV/TSV (blank lines skipped).
+
+    Refused before opening: anything but a regular file (a FIFO would block), a file over MAX_VOCAB_BYTES.
+    """
+    check_input_file(path, f"a {what}")
+    size = path.stat().st_size
+    if size > MAX_VOCAB_BYTES:
+        raise InputError(f"is {size >> 20} MiB, more than any {what} (at most {MAX_VOCAB_BYTES >> 20} MiB)", path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh, delimiter=delimiter)
@@ -195,9 +221,20 @@ def _int(row: list[str], col: int, path, line: int, what: str) -> int:
         raise InputError(f"line {line}: column {what}: {text!r} is not an integer", path) from None
 
 
+def _class_index(row: list[str], col: int, path, line: int, what: str, bound: int, declared) -> int:
+    """The class index of a row, refused on its line when negative or at or above ``bound``."""
+    value = _int(row, col, path, line, what)
+    if value < 0:
+        raise InputError(f"line {line}: negative class index {value}", path)
+    if value >= bound:
+        limit = (f"the {declared} classes of the predictions" if declared is not None
+                 else f"{MAX_VOCAB_CLASSES} (the largest vocabulary accepted)")
+        raise InputError(f"line {line}: class index {value} is not below {limit}", path)
+    return value
+
+
 def _read_vertical_tsv(path, ids: np.ndarray, C: int) -> np.ndarray:
     """(C,) raw vertical of each class from a ``label_id<TAB>vertical`` TSV ("" where not given)."""
-    path = Path(os.fspath(path))
     _, rows = _read_table(path, delimiter="\t", what="verticals TSV")
     if any(len(r) < 2 for _, r in rows):
         line = next(line for line, r in rows if len(r) < 2)
@@ -208,14 +245,20 @@ def _read_vertical_tsv(path, ids: np.ndarray, C: int) -> np.ndarray:
     return raw
 
 
-def _number_verticals(raw: np.ndarray) -> tuple[np.ndarray, tuple]:
-    """Vertical ids and names from raw cells: integers keep their number, names their sorted position."""
+def _number_verticals(raw: np.ndarray, path) -> tuple[np.ndarray, tuple]:
+    """Vertical ids and names from raw cells: integers keep their number (below MAX_VERTICALS), names
+    their sorted position."""
     known = raw != ""
     values = raw[known]
     ids = np.full(len(raw), -1, dtype=np.int64)
     if not len(values):
         return ids, ()
-    if all(v.isdigit() for v in values):
+    if all(v.isdigit() and v.isascii() for v in values):
+        big = next((v for v in values if len(v) > 6 or int(v) >= MAX_VERTICALS), None)
+        if big is not None:
+            cls = int(np.flatnonzero(raw == big)[0])
+            raise InputError(f"vertical {big[:20]} of class {cls} is not below {MAX_VERTICALS} (verticals are "
+                             f"numbered from 0, the official files have 25)", path)
         ids[known] = [int(v) for v in values]
         return ids, tuple(f"vertical {i}" for i in range(int(ids.max()) + 1))
     names = sorted(set(values.tolist()))

@@ -15,7 +15,8 @@ import sys
 _EPILOG = {
     "generate": "example:\n  produce generate data/ --videos 4000 --test-videos 1000 --classes 3862 --level video",
     "train": "example:\n  produce train jobs/moe.toml            # resumes from checkpoints if any\n"
-             "  produce train jobs/moe.toml --restart  # start over",
+             "  produce train jobs/moe.toml --restart  # start over\n"
+             "  produce train jobs/moe-oof.toml --fold 3  # [train] folds = 5: one fold model per batch job",
     "predict": "example:\n  produce predict jobs/moe.toml          # -> <run_dir>/predictions/moe.<split>.full.h5\n"
                "  produce predict jobs/lstm.toml --crops 3",
     "distill": "example:\n  produce distill jobs/mlp-student.toml  # [distill] teacher = ensemble stores of the train split\n"
@@ -26,12 +27,51 @@ _EPILOG = {
 }
 
 
+class _Version(argparse.Action):
+    """``--version``: prints ``predictions.__version__`` (imported only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"produce {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    import predictions
+
+    version = getattr(predictions, "__version__", None)
+    if version is None:  # pragma: no cover - until predictions defines it: the installed distribution's
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        try:
+            version = dist_version("yt8m-ensembler")
+        except PackageNotFoundError:
+            version = "unknown"
+    return version
+
+
+#: Bounds of ``produce generate`` (checked before anything is written): a generated set is a test or demo
+#: data set; the real YouTube-8M has 6.1M videos and 3,862 (2018) or 4,716 (2017) classes.
+GENERATE_BOUNDS = {"--videos": (1, 10_000_000), "--test-videos": (0, 10_000_000), "--classes": (1, 100_000),
+                   "--shards": (1, 10_000), "--seed": (0, 2**32 - 1)}
+
+
+def _check_generate(args) -> None:
+    from predictions.params import check_number
+
+    for flag, (lo, hi) in GENERATE_BOUNDS.items():
+        check_number(flag, getattr(args, flag[2:].replace("-", "_")), lo=lo, hi=hi, integer=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="produce", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train YouTube-8M producer models and save their predictions as stores.",
         epilog="example:\n  produce generate data/ && produce train job.toml && produce predict job.toml\n"
                "A job is one TOML file; see producers/config.py for every option.")
+    p.add_argument("--version", action=_Version, help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name, help_):
@@ -53,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     t = add("train", "train the model of a job config, with checkpoints (resumes by default)")
     t.add_argument("config", metavar="CONFIG", help="job TOML file")
     t.add_argument("--restart", action="store_true", help="discard existing checkpoints and start over")
+    t.add_argument("--fold", default=None, metavar="K",
+                   help="with [train] folds: train only fold K (0-based) or 'refit', e.g. one batch job per fold")
     t.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     r = add("predict", "write prediction stores (and labels files) from a job's best checkpoint")
@@ -83,6 +125,7 @@ def _run(args) -> tuple[str, object]:
     if args.json:
         args.quiet = True
     if args.command == "generate":
+        _check_generate(args)
         info = jobs.generate_job(args.out_dir, videos=args.videos, test_videos=args.test_videos,
                                  classes=args.classes, level=args.level, seed=args.seed, shards=args.shards,
                                  progress=not args.quiet)
@@ -91,9 +134,16 @@ def _run(args) -> tuple[str, object]:
         return text, {k: v for k, v in info.items() if k != "shards"}
     if args.command in ("train", "distill"):
         cfg = load_config(args.config)
-        h = jobs.train_job(cfg, restart=args.restart, quiet=args.quiet, distill=args.command == "distill")
+        h = jobs.train_job(cfg, restart=args.restart, quiet=args.quiet, distill=args.command == "distill",
+                           fold=getattr(args, "fold", None))
         if not distributed.is_main_process():
             return "", None
+        if isinstance(h, dict):  # [train] folds: one History per fold model
+            text = "\n".join(f"{cfg.output.name} {label}: best epoch {f.best_epoch}, dev GAP@20 {f.best_gap:.4f}"
+                              for label, f in h.items())
+            return text, {"name": cfg.output.name, "folds": {label: {"best_epoch": f.best_epoch,
+                                                                     "dev_gap": f.best_gap}
+                                                             for label, f in h.items()}}
         text = (f"{cfg.output.name}: best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}; "
                 f"checkpoints in {cfg.job_dir / 'checkpoints'}")
         return text, {"name": cfg.output.name, "best_epoch": h.best_epoch, "dev_gap": h.best_gap,
@@ -121,18 +171,50 @@ def main(argv: list[str] | None = None) -> int:
     from predictions.errors import InputError
 
     try:
+        _require_extras(args.command)
         text, result = _run(args)
     except (InputError, FloatingPointError) as err:
+        sys.stdout.flush()
         print(f"produce: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("produce: interrupted", file=sys.stderr)
         return 130
-    if args.json and result is not None:
-        print(json.dumps(result, indent=2, default=str))
-    elif text and not args.quiet:
-        print(text)
+    try:
+        if args.json and result is not None:
+            print(json.dumps(result, indent=2, default=str))
+        elif text and not args.quiet:
+            print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `produce models | head`: the reader left; exit quietly
+        _silence_stdout()
     return 0
+
+
+#: Commands that train or run models, and the modules they need from the ``producers`` extra.
+_NEEDS_TORCH = ("generate", "train", "predict", "distill", "search", "models")
+
+
+def _require_extras(command: str) -> None:
+    """One line naming the extra to install when torch (or the TFRecord reader) is missing."""
+    from predictions.extras import require
+
+    if command in _NEEDS_TORCH:
+        require("torch", "producers", what=f"produce {command}")
+    if command in ("generate", "train", "predict", "distill", "search"):  # the TFRecord reader and writer
+        for module in ("crc32c", "tfrecord", "google.protobuf"):
+            require(module, "producers", what=f"produce {command}")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit-time flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

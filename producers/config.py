@@ -43,6 +43,8 @@ Example (relative paths are relative to the config file's directory)::
     workers = 0
     frames = "crop"                   # frame-level input: crop | all | sample (producers.crops)
     num_frames = 300                  # frames = "sample": frames drawn per video
+    folds = 0                         # K >= 2: K fold models over the pool (out-of-fold stacking, see below)
+    pool = ["train", "heldout"]       # folds > 0: the labelled splits the fold models share out
 
     [predict]
     crops = 1                         # frame-level models: inference crops (1..5)
@@ -52,6 +54,8 @@ Example (relative paths are relative to the config file's directory)::
                                       # (each trained without one fold); 0: in-sample, from the model
     crop_top_k = 0                    # > 0: Zou's multi-crop rule, each crop's scores outside its top k
                                       # set to 0 before the mean (20 in the paper); 0: plain mean
+    fold_eval = "mean"                # [train] folds > 0: eval/test scored by the mean of the K fold
+                                      # models ("mean") or by one more model trained on the whole pool ("refit")
 
     [distill]                         # optional: `produce distill` (see DistillConfig)
     teacher = "runs/ensembles/ens-lr.train.full.h5"
@@ -61,6 +65,19 @@ Example (relative paths are relative to the config file's directory)::
     [output]
     run_dir = "runs"
     name = "moe"                      # default: the model name; [A-Za-z0-9_-]+
+
+Out-of-fold producers (``[train] folds = K``): the videos of the ``pool``
+splits (default train + heldout; never eval) are dealt into K folds by
+:func:`predictions.split.fold_of` (a hash of the id, so every job agrees with
+no shared file); fold model k trains on the pool minus fold k (minus its
+hashed dev slice) under ``<name>/folds/fold-k/``. ``produce train job.toml``
+trains every fold (each resumable), ``--fold k`` one of them (a batch job per
+fold); ``produce predict`` writes ``<name>.oof.<crop>.h5`` (every pool video
+predicted by the fold model that did not see it, ``labels/labels.oof.h5``
+beside it), the pool's own splits (train, heldout) out of fold too, and
+eval/test by the mean of the fold models (``fold_eval = "mean"``) or a refit
+on the whole pool (``"refit"``, trained by ``produce train`` as the job's own
+model, or ``--fold refit``).
 
 Every problem (unknown section or key, wrong type, unknown model or model
 option, bad value) is one :class:`~predictions.errors.InputError` naming the
@@ -82,11 +99,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from predictions.errors import InputError
+from predictions.params import Num
+from predictions.paths import check_input_file
 from predictions.split import DEFAULT_SALT
+from predictions.storeformat import MAX_CLASSES
 
 from .models.producer import FEATURES, NORMS
 from .search_space import apply_overrides, parse_search
-from .train import Recipe
+from .recipe import Recipe
 
 #: Width of a YouTube-8M video/frame feature vector (1024 RGB + 128 audio).
 FEATURE_DIM = 1152
@@ -142,6 +162,8 @@ class TrainConfig(Recipe):
     workers: int = 0
     frames: str = "crop"      # frame level: "crop" (Zou's crops), "all" (<= 300 frames), "sample" (num_frames)
     num_frames: int = 300     # frames = "sample": frames per video (random in training, evenly spaced at prediction)
+    folds: int = 0            # K >= 2: K fold models over the pool (module docstring)
+    pool: list[str] = field(default_factory=lambda: ["train", "heldout"])
 
     def recipe(self) -> Recipe:
         return Recipe(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Recipe)})
@@ -154,6 +176,7 @@ class PredictConfig:
     splits: list[str] = field(default_factory=lambda: list(DEFAULT_SPLITS))
     train_folds: int = 0
     crop_top_k: int = 0
+    fold_eval: str = "mean"
 
 
 @dataclass
@@ -180,6 +203,19 @@ class OutputConfig:
     name: str | None = None
 
 
+@dataclass(frozen=True)
+class Fold:
+    """The videos one fold model trains on: the ``pool`` splits, minus fold ``index`` of ``n_folds``.
+
+    ``index`` None: the whole pool (the refit of ``fold_eval = "refit"``).
+    ``[predict] train_folds`` uses ``pool = ("train",)``; ``[train] folds`` the job's pool.
+    """
+
+    index: int | None
+    n_folds: int
+    pool: tuple = ("train",)
+
+
 @dataclass
 class JobConfig:
     """A validated job; see the module docstring. ``path`` is the config file (not serialised)."""
@@ -193,8 +229,8 @@ class JobConfig:
     distill: DistillConfig | None = None
     path: str | None = field(default=None, compare=False)
     search: object = field(default=None, compare=False)  # producers.search_space.SearchSpace or None
-    #: (k, K): this job trains the model that predicts fold k of the train split (see ``[predict] train_folds``)
-    fold: tuple | None = field(default=None, compare=False)
+    #: set on the job of one fold model (see :class:`Fold`); None for a job's own model
+    fold: "Fold | None" = field(default=None, compare=False)
 
     @property
     def level(self) -> str:
@@ -317,6 +353,27 @@ def _check_hparams(model: ModelConfig, path: str, base: Path) -> dict:
     return out
 
 
+#: Splits a fold pool may merge (eval is scored by nobody until the end).
+POOL_SPLITS = ("train", "heldout")
+FOLD_EVAL = ("mean", "refit")
+
+
+def _check_folds(train: TrainConfig, predict: PredictConfig, path: str) -> None:
+    """``[train] folds / pool`` and ``[predict] fold_eval``; InputError naming the option."""
+    if train.folds < 0 or train.folds == 1 or train.folds > 100:
+        raise InputError(f"[train] folds must be 0 (one model) or 2..100, got {train.folds}", path)
+    if not train.pool or len(set(train.pool)) != len(train.pool) or set(train.pool) - set(POOL_SPLITS) \
+            or "train" not in train.pool:
+        raise InputError(f"[train] pool must be distinct names from {', '.join(POOL_SPLITS)} including "
+                         f"'train', got {train.pool}", path)
+    if predict.fold_eval not in FOLD_EVAL:
+        raise InputError(f"[predict] fold_eval must be one of {', '.join(map(repr, FOLD_EVAL))}, "
+                         f"got {predict.fold_eval!r}", path)
+    if train.folds and predict.train_folds:
+        raise InputError("[train] folds already predicts the pool (train included) out of fold; "
+                         "leave [predict] train_folds at 0", path)
+
+
 def _resolve(p: str, base: Path) -> str:
     q = Path(p).expanduser()
     return os.path.normpath(q if q.is_absolute() else base / q)  # normpath keeps glob characters
@@ -362,8 +419,12 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     data.train = [_resolve(p, base) for p in data.train]
     data.test = None if data.test is None else [_resolve(p, base) for p in data.test]
     data.test_truth = None if data.test_truth is None else _resolve(data.test_truth, base)
-    if data.num_classes < 1:
-        raise InputError(f"[data] num_classes must be >= 1, got {data.num_classes}", path)
+    if data.test_truth is not None and os.path.lexists(data.test_truth):
+        check_input_file(Path(data.test_truth), "a truth CSV file")  # a FIFO would block the job later
+    try:
+        Num(1, MAX_CLASSES, integer=True).check("[data] num_classes", data.num_classes)
+    except InputError as err:
+        raise InputError(err.problem, path) from None
 
     if split.heldout < 0 or split.eval < 0:
         raise InputError(f"[split] heldout and eval must be >= 0, got {split.heldout}, {split.eval}", path)
@@ -414,6 +475,7 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
     if predict.train_folds < 0 or predict.train_folds == 1:
         raise InputError(f"[predict] train_folds must be 0 (in-sample train predictions) or >= 2, "
                          f"got {predict.train_folds}", path)
+    _check_folds(train, predict, path)
     bad = [s for s in predict.splits if s not in SPLIT_NAMES]
     if bad or len(set(predict.splits)) != len(predict.splits):
         raise InputError(f"[predict] splits must be distinct names from {', '.join(SPLIT_NAMES)}, "
@@ -443,19 +505,46 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
         search = parse_search(raw["search"], path)
     cfg = JobConfig(model, data, split, train, predict, output, distill, path=path, search=search)
     if check_model:
-        build_model(cfg, device="meta")
+        check_model_size(build_model(cfg, device="meta"), cfg)
     return cfg
+
+
+#: Most trainable parameters a job's model may have: 2^30 (4 GiB of float32 weights, about 16 GiB with
+#: Adam's two moments and the gradient). The largest shipped models have well under 10^9.
+MAX_PARAMETERS = 1 << 30
+
+
+def check_model_size(model, cfg: JobConfig) -> None:
+    """InputError before any allocation when the model (built on the meta device) is absurdly large."""
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMETERS:
+        raise InputError(f"[model.hparams] model {cfg.model.name!r} would have {n:,} parameters "
+                         f"({4 * n / 2**30:,.0f} GiB of float32 weights); the bound is {MAX_PARAMETERS:,}: "
+                         f"make it smaller", cfg.path)
+
+
+#: Largest job config read (a job is a few hundred bytes; a search table a few KiB).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def load_config(path) -> JobConfig:
     """Read and validate a TOML job file; InputError (one line, naming the file) on any problem."""
     p = Path(path)
     try:
+        check_input_file(p, "a TOML config file")  # a FIFO or a device is refused before it is opened
+    except InputError as err:
+        raise InputError("config file not found" if err.problem == "file not found" else err.problem, p) from None
+    try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise InputError(f"is {p.stat().st_size:,} bytes, too large for a job config "
+                             f"(at most {MAX_CONFIG_BYTES:,})", p)
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError("config file not found", p) from None
     except IsADirectoryError:
         raise InputError("is a directory, expected a TOML config file", p) from None
+    except OSError as err:
+        raise InputError(f"cannot read ({err.strerror or err})", p) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"not valid TOML ({err})", p) from None
     return config_from_dict(raw, path=p, base_dir=p.resolve().parent)

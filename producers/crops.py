@@ -7,9 +7,10 @@
   ``CROP_FRAMES`` = 45 frames taken every ``STRIDE`` = 5 frames within the first
   ``MAX_FRAMES`` = 225. Training draws the first frame uniformly from the first
   ``FIRST_FROM`` = 10 frames (:func:`train_crop`); prediction uses ``n_crops <=
-  STRIDE`` deterministic crops starting at frames 0, 1, ..., n_crops - 1
-  (:func:`inference_crop`), stored per crop and averaged (:func:`crop_mean`,
-  optionally with Zou's top-20 rule).
+  MAX_CROPS`` = 8 deterministic crops starting at frames 0, 1, ..., n_crops - 1
+  (:func:`inference_crop`; Zou et al. predict from starts 0-4 and, for their
+  final ensemble, also 5, 6 and 7, Section 6), stored per crop and averaged
+  (:func:`crop_mean`, by default with Zou's top-20 rule, Section 4.3).
 * ``"all"``: every frame, up to ``ALL_FRAMES`` = 300 (the longest YouTube-8M
   videos; 1 frame per second), in training and prediction (:func:`all_frames`).
 * ``"sample"``: ``num_frames`` frames drawn uniformly at random with
@@ -36,9 +37,10 @@ STRIDE = 5         # keep every 5th frame
 CROP_FRAMES = 45   # at most 45 frames per crop (= MAX_FRAMES // STRIDE)
 ALL_FRAMES = 300   # frames = "all": the first 300 frames (YouTube-8M videos have at most 300)
 ZOU_TOP_K = 20     # Zou's multi-crop rule keeps each crop's top 20 scores
+MAX_CROPS = 8      # inference crops start at frames 0..7 (Zou: 0-4, then 5, 6, 7 for the final ensemble)
 FRAME_MODES = ("crop", "all", "sample")
 
-__all__ = ["MAX_FRAMES", "FIRST_FROM", "STRIDE", "CROP_FRAMES", "ALL_FRAMES", "ZOU_TOP_K", "FRAME_MODES",
+__all__ = ["MAX_FRAMES", "FIRST_FROM", "STRIDE", "CROP_FRAMES", "ALL_FRAMES", "ZOU_TOP_K", "MAX_CROPS", "FRAME_MODES",
            "train_crop", "inference_crop", "inference_crops", "check_n_crops", "crop_name", "all_frames",
            "sample_frames", "even_frames", "FrameSelection", "crop_mean"]
 
@@ -74,25 +76,30 @@ def train_crop(length: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def check_n_crops(n_crops: int) -> int:
-    """Validate a number of inference crops (1..STRIDE); InputError otherwise."""
+    """Validate a number of inference crops (1..MAX_CROPS); InputError otherwise."""
     if isinstance(n_crops, bool) or not isinstance(n_crops, (int, np.integer)) \
-            or not 1 <= n_crops <= STRIDE:
-        raise InputError(f"n_crops must be an integer in 1..{STRIDE} (crops start at frames "
-                         f"0..{STRIDE - 1}, every {STRIDE}th frame), got {n_crops!r}")
+            or not 1 <= n_crops <= MAX_CROPS:
+        raise InputError(f"n_crops must be an integer in 1..{MAX_CROPS} (crops start at frames "
+                         f"0..{MAX_CROPS - 1}, every {STRIDE}th frame), got {n_crops!r}")
     return int(n_crops)
 
 
+def _check_crop_index(what: str, crop_index) -> int:
+    if isinstance(crop_index, bool) or not isinstance(crop_index, (int, np.integer)) \
+            or not 0 <= crop_index < MAX_CROPS:
+        raise InputError(f"{what} must be an integer in 0..{MAX_CROPS - 1}, got {crop_index!r}")
+    return int(crop_index)
+
+
 def inference_crop(length: int, crop_index: int) -> np.ndarray:
-    """Deterministic crop ``crop_index`` (0..STRIDE-1): (n,) int64 indices, 1 <= n <= 45.
+    """Deterministic crop ``crop_index`` (0..MAX_CROPS-1): (n,) int64 indices, 1 <= n <= 45.
 
     Starts at frame ``min(crop_index, length - 1)``, then every ``STRIDE``-th
-    frame within the first ``MAX_FRAMES`` frames.
+    frame within the first ``MAX_FRAMES`` frames (starts 5, 6, 7 are starts
+    0, 1, 2 without their first frame, as in Zou et al.'s final ensemble).
     """
     length = _check_length(length)
-    if isinstance(crop_index, bool) or not isinstance(crop_index, (int, np.integer)) \
-            or not 0 <= crop_index < STRIDE:
-        raise InputError(f"crop_index must be an integer in 0..{STRIDE - 1}, got {crop_index!r}")
-    return _every_stride(min(int(crop_index), length - 1), length)
+    return _every_stride(min(_check_crop_index("crop_index", crop_index), length - 1), length)
 
 
 def inference_crops(length: int, n_crops: int) -> list[np.ndarray]:
@@ -101,27 +108,24 @@ def inference_crops(length: int, n_crops: int) -> list[np.ndarray]:
 
 
 def crop_name(crop_index: int | str | None) -> str:
-    """Store name of a crop: 0..4 -> "crop0".."crop4", "mean" -> "mean", None -> "full"."""
+    """Store name of a crop: 0..7 -> "crop0".."crop7", "mean" -> "mean", None -> "full"."""
     if crop_index is None:
         return "full"
+    if crop_index == "mean":
+        return "mean"
     if isinstance(crop_index, str):
-        if crop_index == "mean":
-            return "mean"
-        raise InputError(f"crop must be an index 0..{STRIDE - 1}, 'mean' or None, got {crop_index!r}")
-    if isinstance(crop_index, bool) or not isinstance(crop_index, (int, np.integer)) \
-            or not 0 <= crop_index < STRIDE:
-        raise InputError(f"crop must be an index 0..{STRIDE - 1}, 'mean' or None, got {crop_index!r}")
-    return f"crop{int(crop_index)}"
+        raise InputError(f"crop must be an index 0..{MAX_CROPS - 1}, 'mean' or None, got {crop_index!r}")
+    return f"crop{_check_crop_index('crop', crop_index)}"
 
 
-def crop_mean(scores, top_k: int = 0) -> np.ndarray:
+def crop_mean(scores, top_k: int = ZOU_TOP_K) -> np.ndarray:
     """Mean of per-crop scores ``(n_crops, n, C)`` -> ``(n, C)`` float32.
 
-    ``top_k = 0``: the plain mean (Zou et al. average their crops uniformly).
-    ``top_k = k > 0``: Zou's rule, each crop's scores outside its own top ``k``
-    of a row are set to 0 before the mean (``k = ZOU_TOP_K`` = 20, the GAP@20
-    cut-off), so a class only counts where a crop ranks it; exactly ``k`` scores
-    per crop and row are kept (ties broken by column order).
+    ``top_k = k > 0`` (default ``ZOU_TOP_K`` = 20, the GAP@20 cut-off): Zou
+    et al.'s rule (Section 4.3), each crop's scores outside its own top ``k``
+    of a row are set to 0 before the uniform mean, so a class only counts
+    where a crop ranks it; exactly ``k`` scores per crop and row are kept
+    (ties broken by column order). ``top_k = 0``: the plain mean.
     """
     s = np.asarray(scores, dtype=np.float32)
     if s.ndim != 3 or s.shape[0] < 1:
@@ -183,8 +187,8 @@ class FrameSelection:
 
     @property
     def max_crops(self) -> int:
-        """Prediction crops this mode supports (STRIDE for "crop", else 1)."""
-        return STRIDE if self.mode == "crop" else 1
+        """Prediction crops this mode supports (MAX_CROPS for "crop", else 1)."""
+        return MAX_CROPS if self.mode == "crop" else 1
 
     def train(self, length: int, rng: np.random.Generator) -> np.ndarray:
         if self.mode == "crop":

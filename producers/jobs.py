@@ -31,7 +31,6 @@ from predictions.errors import InputError
 from predictions.types import Labels, Predictions, as_ids
 
 from .config import JobConfig, build_model, searched_config
-from .datasets import seed_everything
 
 LogFn = Callable[[str], None]
 
@@ -53,18 +52,32 @@ def _logger(path: Path | None, quiet: bool) -> LogFn:
     return log
 
 
-def _splits(cfg: JobConfig, ids: np.ndarray) -> np.ndarray:
-    """Split name per id; a fold job (``cfg.fold = (k, K)``) marks its train fold ``"fold-out"`` (unseen)."""
-    from predictions.split import assign_splits, fold_of
+def _base_splits(cfg: JobConfig, ids: np.ndarray) -> np.ndarray:
+    """Split name per id (train / heldout / eval) over all labelled ``ids``."""
+    from predictions.split import assign_splits
 
     try:
-        split = assign_splits(ids, heldout=cfg.split.heldout, eval=cfg.split.eval, salt=cfg.split.salt)
+        return assign_splits(ids, heldout=cfg.split.heldout, eval=cfg.split.eval, salt=cfg.split.salt)
     except InputError as err:
         raise InputError(f"[split] {err.problem}", cfg.path) from None
+
+
+def _splits(cfg: JobConfig, ids: np.ndarray) -> np.ndarray:
+    """Split name per id, as this job's model sees them.
+
+    A fold job (``cfg.fold``, a :class:`~producers.config.Fold`) trains on its
+    pool: pool videos of fold ``index`` become ``"fold-out"`` (never seen), the
+    rest of the pool ``"train"``.
+    """
+    from predictions.split import fold_of
+
+    split = _base_splits(cfg, ids)
     if cfg.fold is not None:
-        k, n_folds = cfg.fold
         split = split.astype("<U8")
-        split[(split == "train") & (fold_of(ids, n_folds, cfg.split.salt) == k)] = "fold-out"
+        in_pool = np.isin(split, cfg.fold.pool)
+        split[in_pool] = "train"
+        if cfg.fold.index is not None:
+            split[in_pool & (fold_of(ids, cfg.fold.n_folds, cfg.split.salt) == cfg.fold.index)] = "fold-out"
     return split
 
 
@@ -101,7 +114,8 @@ def generate_job(out_dir, *, videos: int, test_videos: int, classes: int, level:
 
 # --------------------------------------------------------------------------- train
 
-def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False, distill: bool = False):
+def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False, distill: bool = False,
+              fold: int | str | None = None):
     """Train the configured model, checkpointing (and resuming) under ``<run_dir>/<name>/``.
 
     Returns the :class:`~producers.train.History`; writes ``history.json``,
@@ -111,11 +125,19 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False, dis
     train split. ``distill=True`` (``produce distill``) trains on the
     ``[distill]`` teacher's soft targets too; a config with ``[distill]``
     needs it.
+
+    With ``[train] folds = K`` it trains the K fold models of the pool instead
+    (``fold``: only fold ``k``, or ``"refit"``: only the model on the whole
+    pool) and returns ``{"fold-k" or "refit": History}``.
     """
     if cfg.distill is not None and not distill:
         raise InputError("this job has a [distill] teacher: train it with `produce distill`", cfg.path)
     if distill and cfg.distill is None:
         raise InputError("`produce distill` needs a [distill] section naming the teacher", cfg.path)
+    if cfg.train.folds:
+        return _train_pool_folds(cfg, fold, restart=restart, quiet=quiet)
+    if fold is not None:
+        raise InputError("--fold needs [train] folds = K (K >= 2) in the job", cfg.path)
     history = _train_one(cfg, restart=restart, quiet=quiet)
     if cfg.predict.train_folds and "train" in cfg.predict.splits and cfg.fold is None:
         for k in range(cfg.predict.train_folds):
@@ -126,13 +148,62 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False, dis
     return history
 
 
-def _fold_config(cfg: JobConfig, k: int) -> JobConfig:
-    """The job that trains fold ``k``'s model: same model and recipe, fold k of the train split unseen."""
+def fold_targets(cfg: JobConfig, fold: int | str | None = None) -> list[int | None]:
+    """The fold models ``produce train [--fold F]`` trains: fold indices, None for the refit.
+
+    ``fold`` None: every fold (plus the refit with ``fold_eval = "refit"``);
+    an index 0..K-1 (or its decimal string) or ``"refit"``: that one.
+    """
+    n_folds = cfg.train.folds
+    if fold is None:
+        return list(range(n_folds)) + ([None] if cfg.predict.fold_eval == "refit" else [])
+    if fold == "refit":
+        return [None]
+    if isinstance(fold, str) and fold.isdecimal() and len(fold) < 4:
+        fold = int(fold)
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < n_folds:
+        raise InputError(f"--fold must be 0..{n_folds - 1} (the job has [train] folds = {n_folds}) or "
+                         f"'refit', got {fold!r}", cfg.path)
+    return [fold]
+
+
+def _train_pool_folds(cfg: JobConfig, fold, *, restart: bool, quiet: bool) -> dict:
+    """Train the fold models of ``[train] folds`` (see :func:`train_job`), each resumable on its own."""
+    targets = fold_targets(cfg, fold)
+    out = {}
+    for i, k in enumerate(targets):
+        label = "refit" if k is None else f"fold-{k}"
+        if not quiet:
+            print(f"{label} ({i + 1}/{len(targets)}): training on the pool "
+                  f"{'+'.join(cfg.train.pool)}" + ("" if k is None else f" minus fold {k} of {cfg.train.folds}"),
+                  file=sys.stderr, flush=True)
+        out[label] = h = _train_one(_fold_config(cfg, k), restart=restart, quiet=quiet)
+        if not quiet:
+            print(f"{label} ({i + 1}/{len(targets)}): best epoch {h.best_epoch}, dev GAP@20 {h.best_gap:.4f}",
+                  file=sys.stderr, flush=True)
+    return out
+
+
+def _fold_config(cfg: JobConfig, k: int | None) -> JobConfig:
+    """The job of fold ``k``'s model: same model and recipe, fold k of the pool unseen.
+
+    The pool is ``[train] pool`` with ``[train] folds``, else the train split
+    (``[predict] train_folds``). ``k`` None: the refit on the whole pool, which
+    is the job's own model (its own directory).
+    """
     import dataclasses
 
-    out = dataclasses.replace(cfg.output, run_dir=str(cfg.job_dir / "folds"), name=f"fold-{k}")
+    from .config import Fold
+
+    if cfg.train.folds:
+        n_folds, pool = cfg.train.folds, tuple(cfg.train.pool)
+    else:
+        n_folds, pool = cfg.predict.train_folds, ("train",)
     pred = dataclasses.replace(cfg.predict, train_folds=0)
-    return dataclasses.replace(cfg, output=out, predict=pred, fold=(k, cfg.predict.train_folds))
+    if k is None:
+        return dataclasses.replace(cfg, predict=pred, fold=Fold(None, n_folds, pool))
+    out = dataclasses.replace(cfg.output, run_dir=str(cfg.job_dir / "folds"), name=f"fold-{k}")
+    return dataclasses.replace(cfg, output=out, predict=pred, fold=Fold(k, n_folds, pool))
 
 
 def _train_one(cfg: JobConfig, *, restart: bool, quiet: bool):
@@ -141,12 +212,16 @@ def _train_one(cfg: JobConfig, *, restart: bool, quiet: bool):
     A run that fails before its first checkpoint leaves no job directory behind
     if it created it (nothing to resume; no stray config.json or train.log).
     """
-    from .train import latest_checkpoint, resolve_device
+    from .train import latest_checkpoint, start_runtime
 
-    resolve_device(cfg.train.device)  # a device this machine lacks: one line, before any file is written
+    # device, torchrun's process group and the seed, once per model; a device this machine lacks is one
+    # line, before any file is written
+    rt = start_runtime(cfg.train.device, seed=cfg.train.seed, amp=cfg.train.amp)
+    check_run_dir(cfg)
     created = [d for d in (Path(cfg.output.run_dir), cfg.job_dir) if not d.exists()]
     try:
-        return _train_steps(cfg, restart=restart, quiet=quiet)
+        with writing_under(cfg.job_dir):
+            return _train_steps(cfg, rt, restart=restart, quiet=quiet)
     except BaseException:
         if cfg.job_dir in created and latest_checkpoint(_checkpoint_dir(cfg)) is None:
             shutil.rmtree(cfg.job_dir, ignore_errors=True)
@@ -156,14 +231,37 @@ def _train_one(cfg: JobConfig, *, restart: bool, quiet: bool):
         raise
 
 
-def _train_steps(cfg: JobConfig, *, restart: bool, quiet: bool):
+def check_run_dir(cfg: JobConfig) -> None:
+    """InputError naming ``[output] run_dir`` if nothing can be written under it (a file, read-only)."""
+    from predictions.atomic import check_directory
+
+    try:
+        check_directory(cfg.job_dir, what="[output] run_dir")
+    except InputError as err:
+        raise InputError(err.problem, cfg.output.run_dir) from None
+
+
+@contextlib.contextmanager
+def writing_under(where: Path):
+    """Turn a full or read-only disk (or a path component that is a file) met while writing under
+    ``where`` into a one-line InputError naming the file, instead of a traceback."""
+    from predictions.atomic import disk_error, why
+
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if not (disk_error(err) or isinstance(err, (NotADirectoryError, PermissionError, FileExistsError))):
+            raise
+        raise InputError(f"cannot write ({why(err)})", getattr(err, "filename", None) or where) from None
+
+
+def _train_steps(cfg: JobConfig, rt, *, restart: bool, quiet: bool):
     from predictions.split import dev_mask
 
     from . import distributed
     from .train import fit
 
-    ddp = distributed.setup(cfg.train.device)  # under torchrun: rank 0 writes files, logs, progress bars
-    main = ddp is None or ddp.is_main
+    main = rt.is_main  # under torchrun: rank 0 writes files, logs, progress bars
     quiet = quiet or not main
     job = cfg.job_dir
     ckpt = _checkpoint_dir(cfg)
@@ -182,8 +280,7 @@ def _train_steps(cfg: JobConfig, *, restart: bool, quiet: bool):
     distributed.barrier()
     log = _logger(job / "train.log" if main else None, quiet)
     log(f"train {cfg.output.name}: model {cfg.model.name} {cfg.model.hparams} from {cfg.path}")
-    seed_everything(cfg.train.seed)  # the initial weights depend on the seed only, on every rank
-    model = build_model(cfg)
+    model = build_model(cfg)  # initial weights from the runtime's seed (DDP copies rank 0's)
     t0 = time.perf_counter()
     if cfg.level == "video":
         loader, dev, stats = _video_training_data(cfg, log, quiet, dev_mask)
@@ -196,7 +293,7 @@ def _train_steps(cfg: JobConfig, *, restart: bool, quiet: bool):
     t = cfg.train
     t1 = time.perf_counter()
     d = cfg.distill
-    history = fit(model, loader, dev, t.recipe(), device=t.device, amp=t.amp, checkpoint_dir=ckpt, seed=t.seed,
+    history = fit(model, loader, dev, t.recipe(), runtime=rt, checkpoint_dir=ckpt, seed=t.seed,
                   progress=not quiet, log=log, train_size=n_train, dev_batch_size=t.batch_size,
                   label_prior=stats.class_frequency, distill=None if d is None else (d.alpha, d.temperature))
     seconds = time.perf_counter() - t1
@@ -317,6 +414,8 @@ def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False
     if cfg.level == "video" and n_crops != 1:
         raise InputError("--crops applies to frame-level models only", cfg.path)
     cfg = searched_config(cfg)  # after `produce search`: the best trial's values
+    if cfg.train.folds:
+        return _predict_pool_folds(cfg, n_crops, quiet)
     log = _logger(cfg.job_dir / "train.log" if cfg.job_dir.exists() else None, quiet)
     ckpt = _checkpoint_dir(cfg)
     model = load_best(build_model(cfg), ckpt)
@@ -326,11 +425,7 @@ def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False
     run = Path(cfg.output.run_dir)
     written: list[Path] = []
     for split, ids, labels, X in _prediction_splits(cfg, log):
-        if labels is not None:
-            status = _write_labels_once(run / "labels" / f"labels.{split}.h5", labels, split,
-                                        source=" ".join(cfg.data.test if split == "test" and cfg.data.test
-                                                        else cfg.data.train))
-            log(f"labels.{split}.h5: {status}")
+        _labels_file(cfg, split, labels, log)
         t0 = time.perf_counter()
         if split == "train" and cfg.predict.train_folds:
             paths = _predict_out_of_fold(cfg, ids, X, n_crops, extra, quiet)
@@ -343,28 +438,40 @@ def predict_job(cfg: JobConfig, *, crops: int | None = None, quiet: bool = False
     return written
 
 
-def _prediction_splits(cfg: JobConfig, log: LogFn):
+def _labels_file(cfg: JobConfig, split: str, labels: Labels | None, log: LogFn) -> None:
+    """Write ``<run_dir>/labels/labels.<split>.h5`` (unless an identical one is there)."""
+    if labels is None:
+        return
+    status = _write_labels_once(Path(cfg.output.run_dir) / "labels" / f"labels.{split}.h5", labels, split,
+                                source=" ".join(cfg.data.test if split == "test" and cfg.data.test
+                                                else cfg.data.train))
+    log(f"labels.{split}.h5: {status}")
+
+
+def _prediction_splits(cfg: JobConfig, log: LogFn, pool: tuple = ()):
     """Yield ``(split, ids, labels or None, X or None)`` per requested, non-empty split.
 
     ``ids`` are in file order; ``X`` (video level) holds their feature rows.
-    The split of an id is decided over all labelled ids.
+    The split of an id is decided over all labelled ids. ``pool`` (split
+    names) adds a last labelled split ``"oof"``: the videos of those splits.
     """
     from predictions.csvio import read_truth_csv
+    from predictions.paths import check_input_file
 
     from .data.readers import load_video_level, scan_ids
 
     want = cfg.predict.splits
     video = cfg.level == "video"
-    if any(s in want for s in ("train", "heldout", "eval")):
+    if pool or any(s in want for s in ("train", "heldout", "eval")):
         all_ids = scan_ids(cfg.data.train, level=cfg.level)
         split = _splits(cfg, all_ids)
         X = labels = None
         if video:
-            ids, X, labels = load_video_level(cfg.data.train, ids=all_ids[np.isin(split, want)],
+            ids, X, labels = load_video_level(cfg.data.train, ids=all_ids[np.isin(split, list(want) + list(pool))],
                                               num_classes=cfg.data.num_classes, progress=False)
-        for name in ("train", "heldout", "eval"):
-            sel = all_ids[split == name]
-            if name not in want or not len(sel):
+        for name, sel in [(n, all_ids[split == n]) for n in ("train", "heldout", "eval") if n in want] \
+                + ([("oof", all_ids[np.isin(split, pool)])] if pool else []):
+            if not len(sel):
                 continue
             if video:
                 rows = _positions(ids, sel)
@@ -380,6 +487,7 @@ def _prediction_splits(cfg: JobConfig, log: LogFn):
         truth = None
         if cfg.data.test_truth:
             try:
+                check_input_file(Path(cfg.data.test_truth), "a truth CSV file")  # never open a FIFO
                 truth = read_truth_csv(cfg.data.test_truth, cfg.data.num_classes).reindex(ids)
             except InputError as err:
                 if err.path:
@@ -392,43 +500,100 @@ def _prediction_splits(cfg: JobConfig, log: LogFn):
 
 def _predict_out_of_fold(cfg: JobConfig, ids: np.ndarray, X: np.ndarray | None, n_crops: int, extra: dict,
                          quiet: bool) -> list[Path]:
-    """Train-split stores whose every video is predicted by the fold model that did not see it.
-
-    Each fold model writes its fold into a temporary directory; the parts are
-    then merged into ``<name>.train.<crop>.h5`` (rows grouped by fold).
-    """
-    import dataclasses
-    import shutil
-    import tempfile
-
+    """Train-split stores of ``[predict] train_folds``: each video predicted by the fold model that did not see it."""
     from predictions.split import fold_of
 
     from .train import load_best
 
     n_folds = cfg.predict.train_folds
-    folds = fold_of(ids, n_folds, cfg.split.salt)
+    ckpts = []
+    for k in range(n_folds):
+        ckpts.append(ckpt := _checkpoint_dir(_fold_config(cfg, k)))
+        if not (ckpt / "best.pt").exists():
+            raise InputError(f"no fold-{k} model in {ckpt}: with [predict] train_folds = {n_folds}, "
+                             f"`produce train` trains the fold models; run it first", cfg.path)
+    models = [load_best(build_model(cfg), c) for c in ckpts]
+    info = dict(extra, train_predictions="out-of-fold", train_folds=n_folds,
+                fold_checkpoints=[str(c / "best.pt") for c in ckpts])
+    return _predict_by_fold(cfg, "train", ids, X, fold_of(ids, n_folds, cfg.split.salt), models, n_crops, info,
+                            quiet)
+
+
+def _predict_by_fold(cfg: JobConfig, split: str, ids: np.ndarray, X: np.ndarray | None, folds: np.ndarray,
+                     models: list, n_crops: int, extra: dict, quiet: bool) -> list[Path]:
+    """Stores of ``split`` whose video ``ids[i]`` is predicted by ``models[folds[i]]``.
+
+    Each fold model writes its rows into a temporary directory; the parts are
+    then merged into ``<name>.<split>.<crop>.h5``, rows grouped by fold, and the
+    store's ``extra`` records ``fold_rows``: ``[start, stop, k]`` per fold
+    (rows ``start:stop`` come from fold model ``k``).
+    """
+    import dataclasses
+    import shutil
+    import tempfile
+
     out_dir = Path(cfg.output.run_dir) / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.output.name}.oof-", dir=out_dir))
     try:
-        parts = []
-        for k in range(n_folds):
-            ckpt = _checkpoint_dir(_fold_config(cfg, k))
-            if not (ckpt / "best.pt").exists():
-                raise InputError(f"no fold-{k} model in {ckpt}: with [predict] train_folds = {n_folds}, "
-                                 f"`produce train` trains the fold models; run it first", cfg.path)
-            model = load_best(build_model(cfg), ckpt)
+        parts, fold_rows, start = [], [], 0
+        for k, model in enumerate(models):
             rows = np.flatnonzero(folds == k)
+            if not len(rows):
+                continue
             part_cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, run_dir=str(tmp / str(k))))
-            parts.append(_predict_split(part_cfg, model, "train", ids[rows], None if X is None else X[rows],
+            parts.append(_predict_split(part_cfg, model, split, ids[rows], None if X is None else X[rows],
                                         n_crops, dict(extra, fold=k), quiet))
-        info = dict(extra, train_predictions="out-of-fold", train_folds=n_folds,
-                    fold_checkpoints=[str(_checkpoint_dir(_fold_config(cfg, k)) / "best.pt")
-                                      for k in range(n_folds)])
+            fold_rows.append([start, start + len(rows), k])
+            start += len(rows)
+        info = dict(extra, fold_rows=fold_rows)
         return [_merge_stores([p[i] for p in parts], out_dir / parts[0][i].name, info)
                 for i in range(len(parts[0]))]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _predict_pool_folds(cfg: JobConfig, n_crops: int, quiet: bool) -> list[Path]:
+    """The stores of a ``[train] folds`` job (see the config docstring): oof, the pool's splits, eval/test.
+
+    InputError naming every fold model not trained yet, before anything is written.
+    """
+    from predictions.split import fold_of
+
+    from .train import FoldMean, load_best
+
+    n_folds, pool = cfg.train.folds, tuple(cfg.train.pool)
+    refit = cfg.predict.fold_eval == "refit"
+    ckpts = [_checkpoint_dir(_fold_config(cfg, k)) for k in range(n_folds)]
+    missing = [str(k) for k, c in enumerate(ckpts) if not (c / "best.pt").exists()]
+    if refit and not (_checkpoint_dir(cfg) / "best.pt").exists():
+        missing.append("refit")
+    if missing:
+        raise InputError(f"fold model(s) {', '.join(missing)} of {n_folds} not trained yet (no best.pt under "
+                         f"{cfg.job_dir / 'folds'}/fold-N/checkpoints): run `produce train {cfg.path} --fold N` "
+                         f"for each", cfg.path)
+    log = _logger(cfg.job_dir / "train.log" if cfg.job_dir.exists() else None, quiet)
+    models = [load_best(build_model(cfg), c) for c in ckpts]
+    extra = {"level": cfg.level, "n_folds": n_folds, "fold_pool": list(pool), "fold_salt": cfg.split.salt,
+             "fold_checkpoints": [str(c / "best.pt") for c in ckpts]}
+    written: list[Path] = []
+    for split, ids, labels, X in _prediction_splits(cfg, log, pool=pool):
+        _labels_file(cfg, split, labels, log)
+        t0 = time.perf_counter()
+        if split == "oof" or split in pool:
+            paths = _predict_by_fold(cfg, split, ids, X, fold_of(ids, n_folds, cfg.split.salt), models, n_crops,
+                                     dict(extra, fold_predictions="out-of-fold"), quiet)
+        elif refit:
+            ckpt = _checkpoint_dir(cfg) / "best.pt"
+            paths = _predict_split(cfg, load_best(build_model(cfg), ckpt.parent), split, ids, X, n_crops,
+                                   dict(extra, fold_predictions="refit", checkpoint=str(ckpt)), quiet)
+        else:
+            paths = _predict_split(cfg, FoldMean(models), split, ids, X, n_crops,
+                                   dict(extra, fold_predictions="mean"), quiet)
+        log(f"predicted {split}: {len(ids)} videos in {time.perf_counter() - t0:.1f}s -> "
+            + ", ".join(p.name for p in paths))
+        written += paths
+    return written
 
 
 def _merge_stores(parts: list[Path], out: Path, extra: dict) -> Path:

@@ -33,7 +33,7 @@ from predictions.atomic import atomic_write_text
 from predictions.errors import InputError
 
 from .config import config_from_dict
-from .jobs import _logger, train_job
+from .jobs import _logger, check_run_dir, train_job, writing_under
 from .search_space import apply_overrides
 
 # --------------------------------------------------------------------------- running
@@ -47,6 +47,7 @@ def trial_configs(cfg) -> list:
     for i, ov in enumerate(cfg.search.overrides()):
         raw = apply_overrides(base, ov)
         raw["output"] = {"run_dir": str(cfg.job_dir / "search"), "name": f"trial-{i:03d}"}
+        raw["train"] = dict(raw.get("train", {}), folds=0)  # a trial is one model; [train] folds uses the best
         try:
             trial = config_from_dict(raw, path=cfg.path, base_dir=Path(cfg.path or ".").resolve().parent)
         except InputError as err:
@@ -67,6 +68,12 @@ def search_job(cfg, *, quiet: bool = False, log=None) -> dict:
     ``overrides``, ``best_epoch``, ``dev_gap``, ``seconds``.
     """
     trials = trial_configs(cfg)
+    check_run_dir(cfg)
+    with writing_under(cfg.job_dir):
+        return _search(cfg, trials, quiet, log)
+
+
+def _search(cfg, trials: list, quiet: bool, log) -> dict:
     root = cfg.job_dir / "search"
     root.mkdir(parents=True, exist_ok=True)
     log = log or _logger(cfg.job_dir / "train.log", quiet)
@@ -78,24 +85,30 @@ def search_job(cfg, *, quiet: bool = False, log=None) -> dict:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(trials), desc=f"search {cfg.output.name}", unit="trial")
-    log(f"search {cfg.output.name}: {len(trials)} trials ({cfg.search.strategy}), chosen on dev GAP@20")
-    for i, (ov, trial) in enumerate(trials):
-        name = trial.output.name
-        row = done.get(name)
-        if row is None or row.get("overrides") != ov:
-            t0 = time.perf_counter()
-            h = train_job(trial, quiet=True)
-            row = {"trial": name, "overrides": ov, "best_epoch": h.best_epoch, "dev_gap": h.best_gap,
-                   "epochs_run": len(h.epochs), "seconds": round(time.perf_counter() - t0, 1)}
-            done[name] = row
-            atomic_write_text(table_path, json.dumps(list(done.values()), indent=2) + "\n")
-        rows.append(row)
-        log(f"{name}: {_fmt(ov)} -> dev GAP@20 {row['dev_gap']:.4f} (epoch {row['best_epoch']})")
+    try:  # the bar is closed (and cleared) before an error line is printed
+        log(f"search {cfg.output.name}: {len(trials)} trials ({cfg.search.strategy}), chosen on dev GAP@20")
+        for i, (ov, trial) in enumerate(trials):
+            name = trial.output.name
+            row = done.get(name)
+            if row is None or row.get("overrides") != ov:
+                t0 = time.perf_counter()
+                h = train_job(trial, quiet=True)
+                row = {"trial": name, "overrides": ov, "best_epoch": h.best_epoch, "dev_gap": h.best_gap,
+                       "epochs_run": len(h.epochs), "seconds": round(time.perf_counter() - t0, 1)}
+                done[name] = row
+                atomic_write_text(table_path, json.dumps(list(done.values()), indent=2) + "\n")
+            rows.append(row)
+            log(f"{name}: {_fmt(ov)} -> dev GAP@20 {row['dev_gap']:.4f} (epoch {row['best_epoch']})")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(best=f"{max(r['dev_gap'] for r in rows):.4f}")
+    except BaseException:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(best=f"{max(r['dev_gap'] for r in rows):.4f}")
-    if bar is not None:
-        bar.close()
+            bar.leave = False  # cleared from the terminal: the error line is the last thing shown
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     best = max(rows, key=lambda r: r["dev_gap"])
     _write_table(root / "trials.tsv", rows)
     _install(cfg, trials[rows.index(best)][1], best)

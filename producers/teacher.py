@@ -2,7 +2,7 @@
 
 :func:`teacher_targets` reads the ``[distill] teacher`` stores (an ensemble's
 ``train`` split store, or several members' stores, averaged), validates them
-like any member (class count, values, ids), aligns them on the student's
+like any member (class count, values, ids), verifies its checksum and split (``train`` or ``oof``), aligns them on the student's
 training video ids (every training video must be there: a missing one is an
 error naming the store and an example id) and returns a dense (n, C) matrix.
 Top-k stores give ``floor`` to the labels outside their top k.
@@ -31,6 +31,27 @@ def teacher_paths(patterns: list[str]) -> list[Path]:
     return out
 
 
+#: Store splits that predict the training videos: ``train`` (an ensemble's or a member's) or ``oof``
+#: (the out-of-fold pool of a ``[train] folds`` job, which holds the train split).
+TEACHER_SPLITS = ("train", "oof")
+
+
+def check_teacher(store, num_classes: int, path) -> None:
+    """Verify a teacher like an ensemble member: split, class count, then its checksum (streamed).
+
+    InputError naming ``path``: a store of another split (its ids may still
+    overlap the training videos, but its scores were fitted differently), a
+    class count other than the job's, or scores that no longer match the
+    store's checksum (edited or corrupt).
+    """
+    if store.meta.split not in TEACHER_SPLITS:
+        raise InputError(f"teacher store is of split {store.meta.split!r}; a teacher predicts the training "
+                         f"videos (split {' or '.join(map(repr, TEACHER_SPLITS))})", path)
+    if store.meta.num_classes != num_classes:
+        raise InputError(f"teacher store has {store.meta.num_classes} classes, the job {num_classes}", path)
+    store.verify()
+
+
 def teacher_targets(distill, ids, num_classes: int) -> np.ndarray:
     """(len(ids), C) float32 teacher probabilities for the videos ``ids`` (mean over the teacher stores)."""
     ids = as_ids(ids)
@@ -38,8 +59,7 @@ def teacher_targets(distill, ids, num_classes: int) -> np.ndarray:
     out = np.zeros((len(ids), num_classes), dtype=np.float32)
     for path in paths:
         with open_store(path) as store:
-            if store.meta.num_classes != num_classes:
-                raise InputError(f"teacher store has {store.meta.num_classes} classes, the job {num_classes}", path)
+            check_teacher(store, num_classes, path)
             missing = ~np.isin(ids, store.ids)
             if missing.any():
                 raise InputError(f"teacher store lacks {int(missing.sum())} of the {len(ids)} training videos "

@@ -22,7 +22,6 @@ the same seed would have had (on CPU; cuDNN kernels may not be bit-exact).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import random
 import re
@@ -42,6 +41,7 @@ from predictions.types import Labels, Predictions
 from . import distributed
 from .datasets import Batch, arrays_batches, seed_everything
 from .models.losses import bce_loss, distillation_loss
+from .recipe import Recipe
 from .schedule import LRSchedule
 
 _CKPT = re.compile(r"^epoch-(\d{4,})\.pt$")
@@ -148,7 +148,8 @@ def _atomic_save(obj, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as fh:  # through a Python file: a full disk is an OSError (ENOSPC), not torch's
+            torch.save(obj, fh)      # "unexpected pos" RuntimeError
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -241,6 +242,29 @@ def predict(model: nn.Module, batches: Iterable, device: str | torch.device = "a
             bar.close()
 
 
+class FoldMean(nn.Module):
+    """The mean probability of several models (the K fold models of a job), as logits for :func:`predict`.
+
+    ``forward(x[, lengths]) -> (B, C)`` logits ``logit(mean_k sigmoid(z_k))``,
+    computed in float64 and clamped at 1e-12 from 0 and 1, so that
+    :func:`predict`'s sigmoid gives back the mean to float32 precision.
+    """
+
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        if not models:
+            raise InputError("FoldMean needs at least one model")
+        self.members = nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        total = None
+        for m in self.members:
+            z = m(x) if lengths is None else m(x, lengths)
+            p = torch.sigmoid(z.double())
+            total = p if total is None else total + p
+        return torch.logit(total / len(self.members), eps=1e-12)
+
+
 def _labels_from_targets(ids: list, ys: list, num_classes: int) -> Labels:
     """Labels from per-batch ids and (b, C) multi-hot targets."""
     y = np.concatenate(ys) if ys else np.zeros((0, num_classes), np.float32)
@@ -294,54 +318,6 @@ def _bar(progress: bool, total: int | None, desc: str):
 
 # --------------------------------------------------------------------------- training
 
-@dataclass
-class Recipe:
-    """How every producer is optimised (the ``[train]`` options that :func:`fit` uses).
-
-    Adam (``optimizer = "adam"``, L2 ``weight_decay`` added to the gradient)
-    or AdamW (decoupled ``weight_decay``); the learning rate follows
-    :class:`~producers.schedule.LRSchedule` (``lr``, ``lr_schedule``,
-    ``lr_decay``, ``decay_examples``, ``warmup_examples``, ``min_lr_ratio``),
-    updated before every step; ``clip_grad_norm`` > 0 clips the global
-    gradient norm; ``label_smoothing`` = e trains on ``(1 - e) y + e q``, ``q``
-    the class prior given to :func:`fit` (uniform 1/C without one);
-    ``patience`` epochs without a better dev GAP stop the run (None: never).
-    """
-
-    epochs: int = 10
-    lr: float = 1e-3
-    lr_schedule: str = "exponential"
-    lr_decay: float = 0.95
-    decay_examples: int = 0
-    warmup_examples: int = 0
-    min_lr_ratio: float = 0.0
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    clip_grad_norm: float = 0.0
-    label_smoothing: float = 0.0
-    patience: int | None = None
-
-    def check(self) -> None:
-        """Raise ValueError naming the first bad option."""
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1 (or left out), got {self.patience}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        for name in ("weight_decay", "clip_grad_norm"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-        if not (math.isfinite(self.label_smoothing) and 0 <= self.label_smoothing < 1):
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        self.schedule(1)
-
-    def schedule(self, examples_per_epoch: int) -> LRSchedule:
-        return LRSchedule(self.lr, self.lr_schedule, self.lr_decay, self.decay_examples, self.warmup_examples,
-                          self.epochs * max(int(examples_per_epoch), 1), self.min_lr_ratio)
-
-
 def _smoothing_target(prior, num_classes: int, eps: float, device) -> torch.Tensor | None:
     if eps <= 0:
         return None
@@ -350,11 +326,70 @@ def _smoothing_target(prior, num_classes: int, eps: float, device) -> torch.Tens
     return (eps * q).to(device)
 
 
+@dataclass
+class Runtime:
+    """Where a run executes, decided once per model by :func:`start_runtime`.
+
+    ``device``: the resolved torch device (this rank's under torchrun);
+    ``ddp``: the :class:`~producers.distributed.DistContext` or None in one
+    process; ``amp``: float16 autocast + grad scaling (CUDA only).
+    """
+
+    device: torch.device
+    ddp: distributed.DistContext | None = None
+    amp: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or the only process): writes files, logs, draws progress bars."""
+        return self.ddp is None or self.ddp.is_main
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.ddp is None else self.ddp.world_size
+
+
+def start_runtime(device: str | torch.device = "auto", *, seed: int | None = 0, amp: bool = False) -> Runtime:
+    """The one place that resolves the device, joins torchrun's process group and seeds the RNGs.
+
+    ``seed`` (None: leave the RNGs) seeds Python/numpy/torch with ``seed +
+    rank``: the model built next gets its initial weights from it (DDP then
+    copies rank 0's to every rank) and each rank its own dropout and
+    shuffling. InputError for a device this machine lacks.
+    """
+    dev = resolve_device(device)
+    ddp = distributed.setup(device)  # None unless launched by torchrun with WORLD_SIZE > 1
+    if ddp is not None:
+        dev = ddp.device
+    if seed is not None:
+        seed_everything(seed + (ddp.rank if ddp else 0))
+    return Runtime(dev, ddp, bool(amp) and dev.type == "cuda")
+
+
+@dataclass
+class _Loop:
+    """The state :func:`fit` carries from step to step (one model's training)."""
+
+    model: nn.Module
+    net: nn.Module                      # the model, or its DDP wrapper
+    recipe: Recipe
+    rt: Runtime
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    lr_at: LRSchedule
+    history: History = field(default_factory=History)
+    examples: int = 0                   # training examples seen (all ranks): the schedule's clock
+    start: int = 0                      # first epoch (0-based) to run
+    best_state: dict | None = None
+    stale: int = 0                      # epochs since the best one
+    smooth: torch.Tensor | None = None  # label smoothing's target (set on the first batch)
+
+
 def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | None = None, *,
-        device: str | torch.device = "auto", amp: bool = False, checkpoint_dir=None, seed: int | None = 0,
-        progress: bool = False, dev_batch_size: int = 1024, log: Callable[[str], None] | None = None,
-        train_size: int | None = None, label_prior=None, distill: tuple[float, float] | None = None,
-        **options) -> History:
+        runtime: Runtime | None = None, device: str | torch.device = "auto", amp: bool = False,
+        checkpoint_dir=None, seed: int | None = 0, progress: bool = False, dev_batch_size: int = 1024,
+        log: Callable[[str], None] | None = None, train_size: int | None = None, label_prior=None,
+        distill: tuple[float, float] | None = None, **options) -> History:
     """Train ``model`` in place and return its :class:`History`; the model ends with the best weights.
 
     Parameters
@@ -368,13 +403,14 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | Non
         of batches whose rows follow ``labels`` (:class:`Labels`), or
         ``(loader, None)`` to take the truth from the batches' ``y``. Scored by
         GAP@20 after each epoch; without it the last epoch counts as best.
-    recipe : the optimisation options (:class:`Recipe`); ``**options``
-        override its fields (``fit(m, loader, epochs=3, lr=0.01)``).
-    device : ``"auto"``, ``"cpu"``, ``"cuda"``...; amp : float16 autocast + grad
-        scaling, used only on CUDA.
+    recipe : the optimisation options (:class:`Recipe`), one object;
+        ``**options`` override its fields (``fit(m, loader, epochs=3, lr=0.01)``).
+    runtime : a :class:`Runtime` from :func:`start_runtime` (the jobs make it
+        once, before building the model); None: made here from ``device``,
+        ``seed`` and ``amp`` (``"auto"``, ``"cpu"``, ``"cuda"``...; amp: float16
+        autocast + grad scaling, CUDA only; seed None: leave the RNGs).
     checkpoint_dir : write ``epoch-NNNN.pt`` + ``best.pt`` there, and resume
         from the latest ``epoch-NNNN.pt`` if one exists.
-    seed : seeds Python/numpy/torch RNGs on a fresh start (None: leave them).
     progress : tqdm bar per epoch with videos/s and ETA; log : called with one
         line per epoch. train_size : videos per epoch (bar's ETA, cosine schedule).
     label_prior : (C,) class frequencies, the target of ``label_smoothing``.
@@ -382,156 +418,195 @@ def fit(model: nn.Module, train_loader: Iterable, dev=None, recipe: Recipe | Non
         and the loss is :func:`distillation_loss` (see ``produce distill``).
 
     The loss is the binary cross-entropy of the logits, summed over classes and
-    averaged over the batch.
+    averaged over the batch. Steps: :func:`_start` (optimiser, resume),
+    :func:`_train_epoch`, :func:`_evaluate`, :func:`_save`.
     """
     try:
         recipe = dataclasses.replace(recipe or Recipe(), **options)
         recipe.check()
     except (TypeError, ValueError) as err:
         raise InputError(f"bad training option: {err}") from None
-    dev_device = resolve_device(device)
-    ddp = distributed.setup(device)  # None unless launched by torchrun with WORLD_SIZE > 1
-    if ddp is not None:  # see producers.distributed: sharded data, rank 0 writes
-        dev_device, progress, log = ddp.device, progress and ddp.is_main, log if ddp.is_main else None
-        train_loader = distributed.shard_loader(train_loader, ddp, seed=seed or 0)
-    use_amp = bool(amp) and dev_device.type == "cuda"
-    model.to(dev_device)
-    opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    rt = runtime or start_runtime(device, seed=seed, amp=amp)
+    if not rt.is_main:
+        progress, log = False, None
+    if rt.ddp is not None:  # see producers.distributed: sharded data, rank 0 writes
+        train_loader = distributed.shard_loader(train_loader, rt.ddp, seed=seed or 0)
     if train_size is None:
         try:
             train_size = len(getattr(train_loader, "dataset", None))  # type: ignore[arg-type]
         except TypeError:
             train_size = None
-    lr_at = recipe.schedule(train_size or 1)
-    history = History()
     ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-    start = examples = 0
-    latest = distributed.broadcast_object(None if ckpt_dir is None else latest_checkpoint(ckpt_dir))
-    best_state = None
-    if latest is not None:
-        state = load_checkpoint(latest)
-        _check_state(state, latest, ("model", "optimizer", "scaler", "rng", "epoch", "history"))
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise InputError(f"checkpoint does not fit this model and recipe ({str(err).splitlines()[0]}); "
-                             f"restart training", latest) from None
-        scaler.load_state_dict(state["scaler"])
-        ranks = state.get("rng_ranks")
-        _set_rng_state(ranks[ddp.rank] if ddp and ranks and len(ranks) == ddp.world_size else state["rng"])
-        history = History.from_dict(state["history"])
-        start = history.resumed_from = int(state["epoch"])
-        examples = int(state.get("examples", 0))
-        if ckpt_dir is not None and (ckpt_dir / "best.pt").exists():
-            best = load_checkpoint(ckpt_dir / "best.pt")
-            _check_state(best, ckpt_dir / "best.pt", ("model",))
-            best_state = best["model"]
-        if log:
-            log(f"resumed from {latest} (epoch {start})")
-    elif seed is not None:
-        seed_everything(seed + (ddp.rank if ddp else 0))  # per-rank dropout; DDP syncs the weights
-    net = distributed.wrap_model(model, ddp)  # the model itself when not distributed
-    dev_x, dev_labels = (None, None) if dev is None else dev
-    stale = 0 if not history.epochs else history.epochs[-1] - history.best_epoch
-    smooth = None
-    patience = recipe.patience
-
-    for epoch in range(start, recipe.epochs):
-        if patience is not None and stale >= patience:
-            history.stopped_early = True
+    loop = _start(model, recipe, rt, train_size, ckpt_dir, log)
+    for epoch in range(loop.start, recipe.epochs):
+        if recipe.patience is not None and loop.stale >= recipe.patience:
+            loop.history.stopped_early = True
             break
         t0 = time.perf_counter()
-        dataset = getattr(train_loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        distributed.set_epoch(train_loader, epoch)
-        net.train()
-        total_loss, n_seen = 0.0, 0
-        bar = _bar(progress, train_size, f"epoch {epoch + 1}/{recipe.epochs}")
-        for batch in distributed.lockstep(train_loader, ddp):
-            x, y, lengths, teacher = _unpack(batch)
-            x, y = x.to(dev_device, non_blocking=True), y.to(dev_device, non_blocking=True)
-            lengths = None if lengths is None else lengths.to(dev_device)
-            if smooth is None and recipe.label_smoothing > 0:
-                smooth = _smoothing_target(label_prior, y.shape[1], recipe.label_smoothing, dev_device)
-            target = y if smooth is None else y * (1.0 - recipe.label_smoothing) + smooth
-            lr_now = lr_at(examples, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(dev_device.type, enabled=use_amp):
-                z = net(x, lengths) if lengths is not None else net(x)
-                aux_fn = getattr(model, "auxiliary_loss", None)
-                aux = aux_fn(y) if aux_fn is not None else None
-            if distill is not None:
-                if teacher is None:
-                    raise InputError("distillation needs batches with teacher targets")
-                loss = distillation_loss(z, target, teacher.to(dev_device, non_blocking=True), *distill)
-            else:
-                loss = bce_loss(z, target)
-            if aux is not None:
-                loss = loss + aux.float()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} in epoch {epoch + 1}; "
-                                         f"try a smaller lr or clip_grad_norm")
-            scaler.scale(loss).backward()
-            if recipe.clip_grad_norm > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            b = x.shape[0]
-            examples += b * (ddp.world_size if ddp else 1)
-            total_loss += float(loss.detach()) * b
+        loss, n_seen, lr_now = _train_epoch(loop, train_loader, epoch, label_prior, distill,
+                                            _bar(progress, train_size, f"epoch {epoch + 1}/{recipe.epochs}"))
+        train_s = time.perf_counter() - t0
+        g = float("nan") if dev is None else _evaluate(loop, dev, dev_batch_size)
+        improved = _record(loop, epoch, loss, n_seen, g, dev is not None, t0, train_s)
+        if log:
+            h = loop.history
+            log(f"epoch {epoch + 1}/{recipe.epochs} loss {h.loss[-1]:.4f} dev_gap {g:.4f} "
+                f"lr {lr_now:.3g} {h.videos_per_s[-1]:.0f} videos/s {h.seconds[-1]:.1f}s{' *' if improved else ''}")
+        if ckpt_dir is not None:
+            _save(loop, ckpt_dir, epoch + 1, improved, g)
+    if loop.best_state is not None:
+        model.load_state_dict(loop.best_state)
+    distributed.barrier()  # rank 0 has written its last checkpoint
+    return loop.history
+
+
+def _start(model: nn.Module, recipe: Recipe, rt: Runtime, train_size: int | None, ckpt_dir: Path | None,
+           log) -> _Loop:
+    """Model on the device, optimiser, scaler and schedule; resumed from the latest checkpoint if any."""
+    model.to(rt.device)
+    opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
+    loop = _Loop(model, model, recipe, rt, opt_cls(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay),
+                 torch.amp.GradScaler("cuda", enabled=rt.amp), recipe.schedule(train_size or 1))
+    latest = distributed.broadcast_object(None if ckpt_dir is None else latest_checkpoint(ckpt_dir))
+    if latest is not None:
+        _resume(loop, latest, ckpt_dir)
+        if log:
+            log(f"resumed from {latest} (epoch {loop.start})")
+    loop.net = distributed.wrap_model(model, rt.ddp)  # the model itself when not distributed
+    return loop
+
+
+def _resume(loop: _Loop, latest: Path, ckpt_dir: Path) -> None:
+    """Load the model, optimiser, scaler, RNG states and history of checkpoint ``latest`` into ``loop``."""
+    state = load_checkpoint(latest)
+    _check_state(state, latest, ("model", "optimizer", "scaler", "rng", "epoch", "history"))
+    try:
+        loop.model.load_state_dict(state["model"])
+        loop.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise InputError(f"checkpoint does not fit this model and recipe ({str(err).splitlines()[0]}); "
+                         f"restart training", latest) from None
+    loop.scaler.load_state_dict(state["scaler"])
+    ddp, ranks = loop.rt.ddp, state.get("rng_ranks")
+    _set_rng_state(ranks[ddp.rank] if ddp and ranks and len(ranks) == ddp.world_size else state["rng"])
+    loop.history = History.from_dict(state["history"])
+    loop.start = loop.history.resumed_from = int(state["epoch"])
+    loop.examples = int(state.get("examples", 0))
+    loop.stale = 0 if not loop.history.epochs else loop.history.epochs[-1] - loop.history.best_epoch
+    if (ckpt_dir / "best.pt").exists():
+        best = load_checkpoint(ckpt_dir / "best.pt")
+        _check_state(best, ckpt_dir / "best.pt", ("model",))
+        loop.best_state = best["model"]
+
+
+def _train_epoch(loop: _Loop, train_loader: Iterable, epoch: int, label_prior, distill, bar) -> tuple[float, int, float]:
+    """One pass over the training batches: ``(mean loss, videos seen over all ranks, last lr)``.
+
+    The progress ``bar`` (or None) is closed whatever happens, so that an
+    error line printed next is the last thing on the terminal.
+    """
+    dataset = getattr(train_loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    distributed.set_epoch(train_loader, epoch)
+    loop.net.train()
+    total_loss, n_seen, lr_now = 0.0, 0, loop.lr_at(loop.examples, epoch)
+    try:
+        for batch in distributed.lockstep(train_loader, loop.rt.ddp):
+            lr_now = loop.lr_at(loop.examples, epoch)
+            loss, b = _step(loop, batch, lr_now, label_prior, distill, epoch)
+            loop.examples += b * loop.rt.world_size
+            total_loss += loss * b
             n_seen += b
             if bar is not None:
-                bar.update(b * (ddp.world_size if ddp else 1))
+                bar.update(b * loop.rt.world_size)
                 bar.set_postfix(loss=f"{total_loss / n_seen:.3f}", lr=f"{lr_now:.2g}")
+    finally:
         if bar is not None:
             bar.close()
-        if ddp is not None:  # global mean loss and videos over all ranks
-            total_loss, n_seen = distributed.all_reduce_sum([total_loss, n_seen])
-            total_loss, n_seen = float(total_loss), int(n_seen)
-        if n_seen == 0:
-            raise InputError("the training data is empty")
-        train_s = time.perf_counter() - t0
-        g = float("nan")
-        if dev_x is not None:
-            g = dev_gap(model, _dev_batches(dev_x, dev_batch_size), dev_labels, dev_device, amp=use_amp)
-            g = distributed.broadcast_object(g)  # rank 0's score decides for all ranks
-        history.epochs.append(epoch + 1)
-        history.loss.append(total_loss / n_seen)
-        history.dev_gap.append(g)
-        history.seconds.append(time.perf_counter() - t0)
-        history.videos_per_s.append(n_seen / max(train_s, 1e-9))
-        improved = dev_x is None or g > history.best_gap
-        if improved:
-            history.best_epoch, history.best_gap = epoch + 1, (g if dev_x is not None else history.best_gap)
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            stale = 0
-        else:
-            stale += 1
-        if log:
-            log(f"epoch {epoch + 1}/{recipe.epochs} loss {history.loss[-1]:.4f} dev_gap {g:.4f} "
-                f"lr {lr_now:.3g} {history.videos_per_s[-1]:.0f} videos/s "
-                f"{history.seconds[-1]:.1f}s{' *' if improved else ''}")
-        rng_ranks = distributed.all_gather_object(_rng_state()) if ddp and ckpt_dir is not None else None
-        if ckpt_dir is not None and distributed.is_main_process():
-            if improved:
-                _atomic_save({"model": best_state, "epoch": epoch + 1, "dev_gap": g}, ckpt_dir / "best.pt")
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scaler": scaler.state_dict(), "examples": examples,
-                          "rng": _rng_state(), "epoch": epoch + 1, "history": history.to_dict(),
-                          **({"rng_ranks": rng_ranks} if rng_ranks else {})},
-                         ckpt_dir / f"epoch-{epoch + 1:04d}.pt")
-            for old in ckpt_dir.iterdir():  # keep only the newest epoch checkpoint
-                m = _CKPT.match(old.name)
-                if m and int(m.group(1)) < epoch + 1:
-                    old.unlink(missing_ok=True)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    distributed.barrier()  # rank 0 has written its last checkpoint
-    return history
+    if loop.rt.ddp is not None:  # global mean loss and videos over all ranks
+        total_loss, n_seen = distributed.all_reduce_sum([total_loss, n_seen])
+        total_loss, n_seen = float(total_loss), int(n_seen)
+    if n_seen == 0:
+        raise InputError("the training data is empty")
+    return total_loss / n_seen, n_seen, lr_now
+
+
+def _step(loop: _Loop, batch, lr_now: float, label_prior, distill, epoch: int) -> tuple[float, int]:
+    """One optimiser step on one batch: ``(its loss, its videos)``."""
+    dev, recipe = loop.rt.device, loop.recipe
+    x, y, lengths, teacher = _unpack(batch)
+    x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+    lengths = None if lengths is None else lengths.to(dev)
+    if loop.smooth is None and recipe.label_smoothing > 0:
+        loop.smooth = _smoothing_target(label_prior, y.shape[1], recipe.label_smoothing, dev)
+    target = y if loop.smooth is None else y * (1.0 - recipe.label_smoothing) + loop.smooth
+    for group in loop.optimizer.param_groups:
+        group["lr"] = lr_now
+    loop.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(dev.type, enabled=loop.rt.amp):
+        z = loop.net(x, lengths) if lengths is not None else loop.net(x)
+        aux_fn = getattr(loop.model, "auxiliary_loss", None)
+        aux = aux_fn(y) if aux_fn is not None else None
+    if distill is not None:
+        if teacher is None:
+            raise InputError("distillation needs batches with teacher targets")
+        loss = distillation_loss(z, target, teacher.to(dev, non_blocking=True), *distill)
+    else:
+        loss = bce_loss(z, target)
+    if aux is not None:
+        loss = loss + aux.float()
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training loss became {loss.item()} in epoch {epoch + 1}; "
+                                 f"try a smaller lr or clip_grad_norm")
+    loop.scaler.scale(loss).backward()
+    if recipe.clip_grad_norm > 0:
+        loop.scaler.unscale_(loop.optimizer)
+        nn.utils.clip_grad_norm_(loop.model.parameters(), recipe.clip_grad_norm)
+    loop.scaler.step(loop.optimizer)
+    loop.scaler.update()
+    return float(loss.detach()), x.shape[0]
+
+
+def _evaluate(loop: _Loop, dev, dev_batch_size: int) -> float:
+    """Dev GAP@20 of the model now (rank 0's score decides for every rank)."""
+    dev_x, dev_labels = dev
+    g = dev_gap(loop.model, _dev_batches(dev_x, dev_batch_size), dev_labels, loop.rt.device, amp=loop.rt.amp)
+    return distributed.broadcast_object(g)
+
+
+def _record(loop: _Loop, epoch: int, loss: float, n_seen: int, g: float, scored: bool, t0: float,
+            train_s: float) -> bool:
+    """Append the epoch to the history and keep its weights if best; returns whether it improved."""
+    h = loop.history
+    h.epochs.append(epoch + 1)
+    h.loss.append(loss)
+    h.dev_gap.append(g)
+    h.seconds.append(time.perf_counter() - t0)
+    h.videos_per_s.append(n_seen / max(train_s, 1e-9))
+    improved = not scored or g > h.best_gap
+    if improved:
+        h.best_epoch, h.best_gap = epoch + 1, (g if scored else h.best_gap)
+        loop.best_state = {k: v.detach().cpu().clone() for k, v in loop.model.state_dict().items()}
+        loop.stale = 0
+    else:
+        loop.stale += 1
+    return improved
+
+
+def _save(loop: _Loop, ckpt_dir: Path, epoch: int, improved: bool, g: float) -> None:
+    """Rank 0 writes ``best.pt`` (if improved) and ``epoch-NNNN.pt``, then drops older epoch checkpoints."""
+    rng_ranks = distributed.all_gather_object(_rng_state()) if loop.rt.ddp else None
+    if not distributed.is_main_process():
+        return
+    if improved:
+        _atomic_save({"model": loop.best_state, "epoch": epoch, "dev_gap": g}, ckpt_dir / "best.pt")
+    _atomic_save({"model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+                  "scaler": loop.scaler.state_dict(), "examples": loop.examples,
+                  "rng": _rng_state(), "epoch": epoch, "history": loop.history.to_dict(),
+                  **({"rng_ranks": rng_ranks} if rng_ranks else {})},
+                 ckpt_dir / f"epoch-{epoch:04d}.pt")
+    for old in ckpt_dir.iterdir():  # keep only the newest epoch checkpoint
+        m = _CKPT.match(old.name)
+        if m and int(m.group(1)) < epoch:
+            old.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ Pure functions of that dict: :func:`page` gives a self-contained ``index.html``
 """
 from __future__ import annotations
 
+import re
 from html import escape
 
 __all__ = ["page", "markdown"]
@@ -22,7 +23,7 @@ nav { position:sticky; top:0; z-index:1; background:#fff; border-bottom:1px soli
   padding:8px 32px; white-space:nowrap; overflow-x:auto; }
 nav a { color:var(--accent); text-decoration:none; font-size:13px; margin-right:18px; }
 nav a:hover { text-decoration:underline; }
-main { max-width:1120px; margin:0 auto; padding:6px 24px 40px; }
+main { max-width:1320px; margin:0 auto; padding:6px 24px 40px; }
 section { background:#fff; border:1px solid var(--line); border-radius:6px; padding:6px 22px 16px;
   margin:18px 0; }
 h2 { font-size:18px; font-weight:600; margin:10px 0 8px; padding-bottom:4px; border-bottom:1px solid var(--line); }
@@ -32,13 +33,22 @@ p { margin:6px 0; max-width:860px; }
 .card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:8px 16px; min-width:180px; }
 .card .label { color:var(--muted); font-size:12px; }
 .card .value { font-size:20px; font-weight:600; font-variant-numeric:tabular-nums; }
-.card .sub { color:var(--muted); font-size:12px; }
+.card .value .pm { font-size:14px; font-weight:400; color:var(--muted); }
+.card .sub { color:var(--muted); font-size:12px; max-width:320px; }
+.card.noise { border-color:#b8bec9; border-style:dashed; }
+.card.above { border-color:#1b7f3b; }
+.card.below { border-color:#b3261e; }
+.verdict { font-size:12px; font-weight:600; }
 .scroll { overflow-x:auto; }
 table { border-collapse:collapse; font-size:13px; margin:8px 0 4px; }
-th, td { padding:4px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
-th { background:#eef0f4; font-weight:600; white-space:nowrap; }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+th, td { padding:4px 8px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
+th { background:#eef0f4; font-weight:600; }
+td.num { white-space:nowrap; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 td.se { color:#666; }
+td.name { overflow-wrap:break-word; }
+td.kind { white-space:nowrap; }
+td.noise { color:#777; font-style:italic; }
 td.neg { color:#b3261e; }
 td.pos { color:#1b7f3b; }
 tr.best td { background:var(--best); font-weight:600; }
@@ -50,18 +60,24 @@ figure img { display:block; max-width:100%; height:auto; border:1px solid var(--
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; max-width:860px; }
 .note { background:#f3f4f6; border-left:3px solid #9aa3b2; padding:6px 12px; color:var(--muted);
   margin:8px 0; max-width:860px; }
-code { font-size:12px; background:#f0f2f5; padding:0 3px; border-radius:3px; }
+code { overflow-wrap:anywhere; font-size:12px; background:#f0f2f5; padding:0 3px; border-radius:3px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:10px 0 30px; }
 """
 
 SECTIONS = (("overview", "Overview"), ("leaderboard", "Leaderboard"), ("builds", "Weights"),
-            ("diversity", "Diversity"), ("size", "Ensemble size"), ("classes", "Per class"),
+            ("diversity", "Diversity"), ("size", "Ensemble size"), ("verticals", "Per vertical"),
+            ("classes", "Per class"),
             ("calibration", "PR &amp; calibration"), ("inputs", "Inputs"))
 
 
 # --------------------------------------------------------------------------- helpers
 def _e(x) -> str:
     return escape("" if x is None else str(x))
+
+
+def _name(x) -> str:
+    """A model name, escaped, with break opportunities after ``_ - . /`` (it wraps there, whole, never cut)."""
+    return re.sub(r"([_\-./])", r"\1<wbr>", _e(x))
 
 
 def _num(x, digits: int = 4, signed: bool = False) -> str:
@@ -106,27 +122,73 @@ def _sign_class(v) -> str:
     return "" if v is None or v == 0 else ("pos" if v > 0 else "neg")
 
 
+def _pm(value, se, signed: bool = False) -> str:
+    """``value ± se`` (se omitted when unknown)."""
+    return _num(value, signed=signed) + ("" if se is None else f" \u00b1&nbsp;{_num(se)}")
+
+
+_VERDICT_CLASS = {"within noise": "noise", "above noise": "pos", "below noise": "neg"}
+
+
+def _gain_cell(gain, se, verdict) -> tuple[str, str]:
+    """(HTML, cell class) of a gain with its s.e.: muted italics when within noise."""
+    if gain is None:
+        return "\u2013", ""
+    text = _pm(gain, se, signed=True)
+    if verdict == "within noise":
+        text += " (noise)"
+    return text, _VERDICT_CLASS.get(verdict, _sign_class(gain))
+
+
 # --------------------------------------------------------------------------- sections
 def _overview(d: dict) -> str:
     lb = d["leaderboard"]
     best = d["best"]
     by_name = {r["name"]: r for r in lb}
+    folds = best.get("n_folds")
+    se_note = f"\u00b1 fold s.e. ({folds} folds of the {_e(d['split'])} videos)" if folds else ""
+
+    def gap_card(label, name, extra=""):
+        r = by_name[name]
+        value = _num(r["gap"]) + ("" if r.get("gap_se") is None else
+                                  f' <span class="pm">\u00b1 {_num(r["gap_se"])}</span>')
+        return ("", label, value, _e(name) + (f"<br>{extra}" if extra else ""))
+
     cards = []
     if best["model"]:
-        cards.append(("best on " + _e(d["split"]), _num(by_name[best["model"]]["gap"]), _e(best["model"])))
+        cards.append(gap_card("best on " + _e(d["split"]), best["model"], se_note))
     if best["member"]:
-        cards.append(("best member", _num(by_name[best["member"]]["gap"]), _e(best["member"])))
+        cards.append(gap_card("best member", best["member"]))
     if best["ensemble"]:
-        cards.append(("best ensemble", _num(by_name[best["ensemble"]]["gap"]), _e(best["ensemble"])))
-    if best["gain_over_best_member"] is not None:
-        cards.append(("ensemble gain", _num(best["gain_over_best_member"], signed=True), "GAP vs best member"))
-    html = "".join(f'<div class="card"><div class="label">{a}</div><div class="value">{b}</div>'
-                   f'<div class="sub">{c}</div></div>' for a, b, c in cards)
+        r = by_name[best["ensemble"]]
+        est = ("" if r.get("estimate") is None else
+               f"estimate {_pm(r['estimate'], r.get('std_error'))} (fit split)")
+        cards.append(gap_card("best ensemble", best["ensemble"], est))
+    gain = best["gain_over_best_member"]
+    if gain is not None:
+        se, verdict, z = best.get("gain_se"), best.get("gain_verdict"), best.get("gain_z")
+        value = _num(gain, signed=True) + ("" if se is None else f' <span class="pm">\u00b1 {_num(se)}</span>')
+        if verdict is None:
+            sub = f"GAP of {_e(best['ensemble'])} minus {_e(best['member'])}; too few videos for a standard error"
+        else:
+            word = {"within noise": "within noise", "above noise": "a real gain",
+                    "below noise": "a real loss"}[verdict]
+            sub = (f'<span class="verdict">{word}</span>: {abs(z):.1f} paired s.e. '
+                   f"({'under' if verdict == 'within noise' else 'over'} {best.get('noise_z', 2):g}); "
+                   f"{_e(best['ensemble'])} minus {_e(best['member'])}, paired over the same folds")
+        cards.append(({"within noise": "noise", "above noise": "above", "below noise": "below"}.get(verdict, ""),
+                      "ensemble gain", value, sub))
+    html = "".join(f'<div class="card {c}"><div class="label">{a}</div><div class="value">{b}</div>'
+                   f'<div class="sub">{sub}</div></div>' for c, a, b, sub in cards)
     n_ens = sum(r["kind"] == "ensemble" for r in lb)
     text = (f"<p>{len(lb) - n_ens} member{'s' if len(lb) - n_ens != 1 else ''} and {n_ens} "
             f"ensemble{'s' if n_ens != 1 else ''} scored on the <b>{_e(d['split'])}</b> split: "
             f"{_num(d['n_videos'])} videos common to all stores, {_num(d['num_classes'])} classes, "
-            f"{_num(d['n_positives'])} positive labels. GAP@{d['k']} is the headline metric.</p>")
+            f"{_num(d['n_positives'])} positive labels. GAP@{d['k']} is the headline metric. "
+            "\u00b1 is a standard error: the split's videos are dealt into folds, GAP is computed on each, "
+            "and the spread of the fold scores (of the fold differences, for a gain) gives it. A gain "
+            f"smaller than {best.get('noise_z', 2):g} standard errors is within noise: another sample of "
+            "videos could reverse it.</p>")
     notes = "".join(_note(_e(v)) for key, v in d["notes"].items() if key in ("alignment",))
     return (f'<section id="overview"><h2>Overview</h2><div class="cards">{html}</div>{text}{notes}'
             f"</section>")
@@ -135,29 +197,38 @@ def _overview(d: dict) -> str:
 def _leaderboard(d: dict) -> str:
     lb = d["leaderboard"]
     k = d["k"]
-    rows, classes = [], []
+    ref = d["best"]["member"]
+    rows, classes, cells = [], [], []
     for i, r in enumerate(lb):
-        tag = f'<span class="tag {r["kind"]}">{r["kind"]}</span>'
+        kind = f'<span class="tag {r["kind"]}">{r["kind"]}</span>' + (f" {_e(r['scheme'])}" if r["scheme"] else "")
         se = r.get("std_error")
-        rows.append([str(i + 1), _e(r["name"]), tag, _e(r["scheme"] or ""), _num(r["gap"]), _num(r["map"]),
-                     _num(r["hit1"]), _num(r["perr"]), _num(r["estimate"]),
+        gap_se = r.get("gap_se")
+        if r["name"] == ref:
+            gain, gain_class = "reference", "noise"
+        else:
+            gain, gain_class = _gain_cell(r.get("gain_vs_best_member"), r.get("gain_se"), r.get("gain_verdict"))
+        rows.append([str(i + 1), _name(r["name"]), kind, _num(r["gap"]),
+                     "\u2013" if gap_se is None else f"\u00b1&nbsp;{_num(gap_se)}", gain,
+                     _num(r["map"]), _num(r["hit1"]), _num(r["perr"]), _num(r["estimate"]),
                      "\u2013" if se is None else f"\u00b1&nbsp;{_num(se)}",
                      _num(r.get("gap_minus_estimate"), signed=True), _num(r["n"])])
         classes.append("best" if i == 0 else "")
-    table = _table(["#", "model", "kind", "scheme", f"GAP@{k}", "MAP", "Hit@1", "PERR",
+        cells.append(["", "name", "kind", "", "se", gain_class, "", "", "", "", "se", "", ""])
+    table = _table(["#", "model", "kind", f"GAP@{k}", "\u00b1 s.e.", "vs best member", "MAP", "Hit@1", "PERR",
                     "estimate", "\u00b1 s.e.", "GAP \u2212 estimate", "videos"], rows,
-                   {0, 4, 5, 6, 7, 8, 9, 10, 11}, classes,
-                   cell_classes=[[""] * 9 + ["se", "", ""] for _ in rows])
+                   {0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, classes, cell_classes=cells)
     caption = (f"GAP@{k} of every model on the {_e(d['split'])} split, best on top; ensembles in orange. "
                "Ticks: the estimate from the build record (measured on the fit split, so it is an honest "
                "forecast, not this split's score), whiskers \u00b12 fold standard errors.")
     return (f'<section id="leaderboard"><h2>Leaderboard</h2>'
-            f"<p>Sorted by GAP@{k}; the best row is highlighted. MAP averages per-class AP@{k} over the "
-            f"classes with a positive; PERR is precision at equal recall rate. The estimate comes from the "
-            f"ensemble's build record: cross-fitted on the fit split for a learned scheme (nested for "
-            f"<code>auto</code>), the plain fit-split GAP for a fixed one; \u00b1 s.e. is its fold standard "
-            f"error, and GAP \u2212 estimate how far this split landed from it (within about two standard "
-            f"errors is the forecast holding).</p>{table}"
+            f"<p>Sorted by GAP@{k}; the best row is highlighted. The first \u00b1 s.e. is the fold standard "
+            f"error of GAP on this split; <i>vs best member</i> is the GAP minus that of the best member "
+            f"({_e(ref)}) with its paired standard error, in grey italics when within noise. MAP averages "
+            f"per-class AP@{k} over the classes with a positive; PERR is precision at equal recall rate. The "
+            f"estimate comes from the ensemble's build record: cross-fitted on the fit split for a learned "
+            f"scheme (nested for <code>auto</code>), the plain fit-split GAP for a fixed one; its \u00b1 s.e. "
+            f"is the fold standard error, and GAP \u2212 estimate how far this split landed from it (within "
+            f"about two standard errors is the forecast holding).</p>{table}"
             f"{_figure(d['figures'], 'leaderboard', 'GAP per model', caption)}</section>")
 
 
@@ -168,25 +239,28 @@ def _builds(d: dict) -> str:
         parts.append(_note("No build record given (<code>&lt;name&gt;.build.json</code> from "
                            "<code>ensemble build</code>): weights and trajectories are not shown."))
         return "".join(parts) + "</section>"
-    rows = []
+    rows, cells = [], []
     for name, b in builds.items():
         best = b.get("best_single")
-        best_txt = f"{_e(best[0])} {_num(best[1])}" if isinstance(best, list) and len(best) == 2 else "\u2013"
+        best_txt = f"{_name(best[0])} {_num(best[1])}" if isinstance(best, list) and len(best) == 2 else "\u2013"
         folds = b.get("fold_scores") or []
         spread = (max(folds) - min(folds)) if folds else None
         se = b.get("std_error")
         final = f"bag of {b['bagged_models']}" if b.get("bagged_models") else "single fit"
-        rows.append([_e(name), _e(b.get("scheme")) + (f" \u2192 {_e(b['chosen'])}" if b.get("chosen") else ""),
+        gain, gain_class = _gain_cell(b.get("gain_over_best_single"), None, b.get("gain_verdict"))
+        folds_txt = "\u2013" if not b.get("n_folds") else f"{_num(b['n_folds'])} ({_num(spread)})"
+        rows.append([_name(name), _e(b.get("scheme")) + (f" \u2192 {_e(b['chosen'])}" if b.get("chosen") else ""),
                      _e(b.get("fit_split")), _num(len(b.get("members") or [])),
                      best_txt, _num(b.get("uniform_gap")), _num(b.get("estimate")),
-                     "\u2013" if se is None else f"\u00b1&nbsp;{_num(se)}",
-                     _num(b.get("n_folds")), _num(spread), final])
+                     "\u2013" if se is None else f"\u00b1&nbsp;{_num(se)}", gain, folds_txt, final])
+        cells.append(["name", "", "", "", "name", "", "", "se", gain_class, "", ""])
     parts.append(_table(["build", "scheme", "fit split", "members", "best single (fit)", "uniform (fit)",
-                         "estimate", "\u00b1 s.e.", "folds", "fold range", "final model"], rows,
-                        {3, 5, 6, 7, 8, 9}, cell_classes=[[""] * 7 + ["se"] + [""] * 3 for _ in rows]))
+                         "estimate", "\u00b1 s.e.", "estimate \u2212 best single", "folds (range)",
+                         "final model"], rows, {3, 5, 6, 7, 8, 9}, cell_classes=cells))
     parts.append("<p>All numbers in this table are on the build's fit split (as recorded when it was built). "
-                 "A bag of K is the average of the K fold models whose out-of-fold scores made the "
-                 "estimate.</p>")
+                 "<i>estimate \u2212 best single</i> is marked (noise) when it is smaller than two standard "
+                 "errors of the estimate. A bag of K is the average of the K fold models whose out-of-fold "
+                 "scores made the estimate.</p>")
     for name, b in builds.items():
         cands = b.get("candidates")
         if not cands:
@@ -206,7 +280,36 @@ def _builds(d: dict) -> str:
                   "Greedy (Caruana) selection: fit-split GAP after each step; the star marks the best step "
                   "(for a bag of fold models: the first fold model's selection, on its training folds).")
     parts.append(fig or _note("No build record has a selection trajectory (only Caruana-style schemes do)."))
+    parts.append(_importances(d))
     return "".join(parts) + "</section>"
+
+
+def _importances(d: dict) -> str:
+    """The stackers' member importances (the record's ``importance``) and feature importances."""
+    parts = []
+    for name, b in d["builds"].items():
+        imp = b.get("importance")
+        if imp:
+            total = sum(abs(v) for v in imp.values()) or 1.0
+            rows = [[_name(m), _num(v), f"{100 * abs(v) / total:.1f}%"]
+                    for m, v in sorted(imp.items(), key=lambda kv: -abs(kv[1]))]
+            parts.append(f"<h3>{_e(name)}: member importance</h3>")
+            parts.append(_table(["member", "importance", "share"], rows, {1, 2},
+                                cell_classes=[["name", "", ""] for _ in rows]))
+            parts.append(_figure(d["figures"], f"importance:{name}", f"member importance of {name}",
+                                 "Importance of each member in the stacker, as recorded by the build."))
+        feats = b.get("features")
+        if feats:
+            kind = feats[0]
+            parts.append(_figure(
+                d["figures"], f"features:{name}", f"feature importances of {name}",
+                f"Features of the stacker {_e(name)}: " + (
+                    "total gain of the splits on each feature (xgboost)" if kind == "gain" else
+                    "logistic-regression coefficient of each standardised feature (its sign is the direction "
+                    "of its effect; correlated features share or swap weight)") + "."))
+    if not parts:
+        return _note("No build record has member or feature importances (only stacking schemes do).")
+    return "".join(parts)
 
 
 def _diversity(d: dict) -> str:
@@ -222,7 +325,7 @@ def _diversity(d: dict) -> str:
     parts.append(_figure(d["figures"], "correlation", "correlation of member scores",
                          f"Pearson correlation of the members' scores over the {_e(d['split'])} split's "
                          f"candidate (video, label) pairs (union of their top-k lists; 0 where a member did "
-                         f"not propose the label). Mean off-diagonal: {_num(mean, 3)}. Lower means more "
+                         f"not propose the label). Mean off-diagonal: {_num(mean, 4)}. Lower means more "
                          f"diverse members, which is what averaging profits from."))
     parts.append(_figure(d["figures"], "loo", "leave-one-out",
                          f"GAP of the uniform average without each member minus with all members "
@@ -249,6 +352,36 @@ def _size(d: dict) -> str:
              for i, g in enumerate(greedy)]
     parts.append(_table(["size", "member added", f"GAP@{d['k']}", "change"], rows, {0, 2, 3},
                         cell_classes=cells))
+    return "".join(parts) + "</section>"
+
+
+def _verticals(d: dict) -> str:
+    parts = ['<section id="verticals"><h2>Per vertical</h2>']
+    rows = d.get("verticals")
+    if not rows:
+        parts.append(_note(_e(d["notes"].get("verticals", "no per-vertical data"))))
+        return "".join(parts) + "</section>"
+    names = list(rows[0]["gap"])
+    body, cells = [], []
+    for r in rows:
+        line = [_e(r["vertical"]), _num(r["classes"]), _num(r["positives"])] + [_num(r["gap"][n]) for n in names]
+        cell = ["name", "", ""] + [""] * len(names)
+        if len(names) >= 2:
+            text, cls = _gain_cell(r["change"], r.get("change_se"), r.get("verdict"))
+            line.append(text)
+            cell.append(cls)
+        body.append(line)
+        cells.append(cell)
+    heads = ["vertical", "classes", "positives"] + [f"GAP {_e(n)}" for n in names]
+    if len(names) >= 2:
+        heads.append("change \u00b1 s.e.")
+        parts.append(f"<p>GAP@{d['k']} restricted to each vertical's classes (the pooled top-{d['k']} entries "
+                     f"of those classes over their positives), for the best member <b>{_e(names[0])}</b> and the "
+                     f"best ensemble <b>{_e(names[-1])}</b>; the change carries its paired fold standard error, "
+                     "in grey italics when within noise. Verticals from the vocabulary, by positives.</p>")
+    else:
+        parts.append(f"<p>GAP@{d['k']} restricted to each vertical's classes, for <b>{_e(names[0])}</b>.</p>")
+    parts.append(_table(heads, body, set(range(1, len(heads))), cell_classes=cells))
     return "".join(parts) + "</section>"
 
 
@@ -301,13 +434,13 @@ def _calibration(d: dict) -> str:
 
 
 def _inputs(d: dict) -> str:
-    rows = [[_e(r["name"]), f'<span class="tag {r["kind"]}">{r["kind"]}</span>',
+    rows = [[_name(r["name"]), f'<span class="tag {r["kind"]}">{r["kind"]}</span>',
              "<br>".join(f"<code>{_e(p)}</code>" for p in r["paths"])] for r in d["leaderboard"]]
     parts = ['<section id="inputs"><h2>Inputs</h2>', _table(["model", "kind", "stores"], rows, set())]
     if d["builds"]:
         parts.append("<p>Build records: " + ", ".join(f"<code>{_e(b.get('record_path'))}</code>"
                                                       for b in d["builds"].values()) + "</p>")
-    other = {k: v for k, v in d["notes"].items() if k not in ("alignment", "diversity", "per_class")}
+    other = {k: v for k, v in d["notes"].items() if k not in ("alignment", "diversity", "per_class", "verticals")}
     parts += [_note(_e(v)) for v in other.values()]
     return "".join(parts) + "</section>"
 
@@ -318,8 +451,8 @@ def page(d: dict) -> str:
     meta = (f"split <b>{_e(d['split'])}</b> &middot; {_num(d['n_videos'])} videos &middot; "
             f"{_num(d['num_classes'])} classes &middot; {len(d['leaderboard'])} models &middot; "
             f"GAP@{d['k']} &middot; generated {_e(d['created'])}")
-    body = "".join(f(d) for f in (_overview, _leaderboard, _builds, _diversity, _size, _classes, _calibration,
-                                  _inputs))
+    body = "".join(f(d) for f in (_overview, _leaderboard, _builds, _diversity, _size, _verticals, _classes,
+                                  _calibration, _inputs))
     return ("<!DOCTYPE html>\n"
             f'<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -339,17 +472,25 @@ def markdown(d: dict) -> str:
     out = [f"# {d['title']}", "",
            f"Split `{d['split']}`: {d['n_videos']:,} videos, {d['num_classes']:,} classes, "
            f"{d['n_positives']:,} positive labels; GAP@{k}.", "",
-           f"| # | model | kind | GAP@{k} | MAP | Hit@1 | PERR | estimate | \u00b1 s.e. |",
-           "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+           f"| # | model | kind | GAP@{k} | \u00b1 s.e. | vs best member | MAP | Hit@1 | PERR | estimate "
+           "| \u00b1 s.e. |",
+           "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(d["leaderboard"]):
         name = f"**{_md_escape(r['name'])}**" if i == 0 else _md_escape(r["name"])
-        out.append(f"| {i + 1} | {name} | {r['kind']} | {_num(r['gap'])} | {_num(r['map'])} | "
-                   f"{_num(r['hit1'])} | {_num(r['perr'])} | {_num(r['estimate'])} | {_num(r.get('std_error'))} |")
+        gain = _num(r.get("gain_vs_best_member"), signed=True) + (
+            "" if r.get("gain_se") is None else f" \u00b1 {_num(r['gain_se'])}") + (
+            " (noise)" if r.get("gain_verdict") == "within noise" else "")
+        out.append(f"| {i + 1} | {name} | {r['kind']} | {_num(r['gap'])} | {_num(r.get('gap_se'))} | {gain} | "
+                   f"{_num(r['map'])} | {_num(r['hit1'])} | {_num(r['perr'])} | {_num(r['estimate'])} | "
+                   f"{_num(r.get('std_error'))} |")
     best = d["best"]
     out.append("")
     if best["gain_over_best_member"] is not None:
+        se = best.get("gain_se")
         out.append(f"Best ensemble `{best['ensemble']}` vs best member `{best['member']}`: "
-                   f"{_num(best['gain_over_best_member'], signed=True)} GAP.")
+                   f"{_num(best['gain_over_best_member'], signed=True)} GAP"
+                   + ("" if se is None else f" \u00b1 {_num(se)} (paired fold s.e.): {best['gain_verdict']}")
+                   + ".")
     if d["greedy"]:
         top = max(range(len(d["greedy"])), key=lambda i: d["greedy"][i]["gap"])
         order = ", ".join(f"{g['member']} ({_num(g['gap'])})" for g in d["greedy"])

@@ -6,6 +6,10 @@ whose metadata ``extra`` has an ``"ensemble"`` entry is an *ensemble*; every
 other store is a *member* (a model's crops are folded into one member, as in
 ``ensemble build``).
 
+Uncertainty: every GAP on the report's split carries a fold standard error,
+and every model's gain over the best member a paired one (see
+:mod:`reports.noise`); a gain below two of them is called within noise.
+
 The report directory holds ``index.html`` (self-contained: inline CSS, PNG
 figures referenced by relative name, opens from disk with no network),
 the figures, ``summary.json`` (every number shown) and ``summary.md``. It is
@@ -35,11 +39,11 @@ from ensembler.record import BuildRecord
 from predictions import metrics
 from predictions.align import align_labels
 from predictions.errors import InputError
-from predictions.store import expand_paths
+from predictions.store import check_input_file, expand_paths
 from predictions.types import Labels, Predictions
 from predictions.vocabulary import Vocabulary, load_vocabulary
 
-from . import html, plots
+from . import html, noise, plots
 
 __all__ = ["write_report", "Model", "collect", "load_builds"]
 
@@ -55,6 +59,9 @@ class Model:
     ``estimate``: the honest GAP estimate from the model's build record (cross-fitted
     for a learned scheme, the plain fit-split GAP for a fixed one), or None;
     ``std_error``: its fold standard error, or None.
+    ``gap_se``: fold standard error of ``metrics["gap"]`` on the report's split;
+    ``gain`` / ``gain_se``: GAP minus the best member's, and its paired fold s.e.
+    (None for the best member itself).
     """
 
     name: str
@@ -65,12 +72,16 @@ class Model:
     scheme: str | None = None
     estimate: float | None = None
     std_error: float | None = None
+    gap_se: float | None = None
+    gain: float | None = None
+    gain_se: float | None = None
 
     def row(self) -> dict:
         off = None if self.estimate is None else self.metrics["gap"] - self.estimate
         return {"name": self.name, "kind": self.kind, "scheme": self.scheme, **self.metrics,
-                "estimate": self.estimate, "std_error": self.std_error, "gap_minus_estimate": off,
-                "paths": self.paths}
+                "gap_se": self.gap_se, "estimate": self.estimate, "std_error": self.std_error,
+                "gap_minus_estimate": off, "gain_vs_best_member": self.gain, "gain_se": self.gain_se,
+                "gain_verdict": noise.verdict(self.gain, self.gain_se), "paths": self.paths}
 
 
 @dataclass
@@ -90,6 +101,8 @@ class Analysis:
     per_class: dict | None = None
     curves: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
+    verticals: list | None = None
+    n_folds: int | None = None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -117,9 +130,19 @@ def _labels_for(labels, split: str) -> Labels:
 
 
 def _vocabulary(vocabulary) -> Vocabulary | None:
+    """The vocabulary (loaded); a path that is not a regular file (a FIFO would block) is refused unopened."""
     if vocabulary is None or isinstance(vocabulary, Vocabulary):
         return vocabulary
+    check_input_file(Path(vocabulary), "a vocabulary CSV")
     return load_vocabulary(vocabulary)
+
+
+def _check_vocabulary(vocab: Vocabulary | None, num_classes: int) -> None:
+    """InputError unless the vocabulary names exactly ``num_classes`` classes (ids 0 .. C-1)."""
+    if vocab is not None and vocab.num_classes != num_classes:
+        raise InputError(f"the vocabulary lists {vocab.num_classes:,} classes but the stores and labels have "
+                         f"{num_classes:,}: it is another class set, whose names would label the wrong "
+                         f"classes", vocab.path)
 
 
 def _describe(vocab: Vocabulary | None, classes) -> tuple[list[str], list[str]]:
@@ -295,6 +318,35 @@ def per_class_compare(best_member: Model, best_ensemble: Model | None, truth: La
     return out
 
 
+def _uncertainty(analysis: Analysis, truth: Labels, compared: list[Model], vocab: Vocabulary | None) -> None:
+    """Fold s.e. of every model's GAP, paired s.e. of its gain over the best member, GAP per vertical.
+
+    ``compared``: [best member, best ensemble] (either may be missing); the
+    per-vertical breakdown compares them.
+    """
+    scorer = noise.FoldScorer(truth)
+    analysis.n_folds = scorer.n_folds if scorer.fold is not None else None
+    folds, kept = {}, {}
+    for m in analysis.models:
+        e = noise.entries(m.pred, truth, analysis.k)
+        folds[m.name] = scorer.folds(e)
+        m.gap_se = scorer.se(folds[m.name])
+        if any(m is c for c in compared):
+            kept[m.name] = e
+    ref = next((m for m in analysis.models if m.kind == "member"), None)
+    for m in analysis.models:
+        if ref is not None and m is not ref:
+            m.gain = m.metrics["gap"] - ref.metrics["gap"]
+            m.gain_se = None if folds[m.name] is None else scorer.se(folds[m.name] - folds[ref.name])
+    if vocab is None or not vocab.has_verticals:
+        analysis.notes["verticals"] = ("no vocabulary with verticals given (--vocabulary): the per-vertical "
+                                       "breakdown is skipped" if vocab is None else
+                                       "the vocabulary has no verticals: the per-vertical breakdown is skipped")
+    elif kept:
+        analysis.verticals = noise.vertical_breakdown({m.name: kept[m.name] for m in compared}, truth,
+                                                      vocab.verticals, vocab.vertical_names, scorer)
+
+
 def analyse(members, labels, *, split: str = "eval", builds=(), vocabulary=None, k: int = 20,
             progress: bool = False) -> Analysis:
     """Compute every number of the report (see :func:`write_report`)."""
@@ -302,13 +354,17 @@ def analyse(members, labels, *, split: str = "eval", builds=(), vocabulary=None,
         raise InputError(f"k must be a positive integer, got {k!r}")
     k = int(k)
     vocab = _vocabulary(vocabulary)
-    bar = tqdm(total=5, desc="report", unit="step", disable=not progress)
+    bar = tqdm(total=6, desc="report", unit="step", disable=not progress)
     try:
         bar.set_postfix_str("scoring")
         analysis, truth = collect(members, labels, split=split, builds=builds, k=k)
+        _check_vocabulary(vocab, analysis.num_classes)
         bar.update()
         base = [m for m in analysis.models if m.kind == "member"]
         ens = [m for m in analysis.models if m.kind == "ensemble"]
+        bar.set_postfix_str("standard errors")
+        _uncertainty(analysis, truth, base[:1] + ens[:1], vocab)
+        bar.update()
         if not ens:
             analysis.notes["ensemble"] = (f"no ensemble store for split {split!r} (a store whose metadata "
                                           f"has extra.ensemble, as written by 'ensemble build')")
@@ -342,9 +398,54 @@ def analyse(members, labels, *, split: str = "eval", builds=(), vocabulary=None,
 
 
 # --------------------------------------------------------------------------- output
+def _numbers(d) -> dict[str, float] | None:
+    """``{str: float}`` when ``d`` is a non-empty dict of real numbers, else None."""
+    if isinstance(d, dict) and d and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                         for v in d.values()):
+        return {str(key): float(v) for key, v in d.items()}
+    return None
+
+
+def _top_level(rec: BuildRecord, key: str) -> dict[str, float] | None:
+    """A record's top-level ``{member: value}`` field (``weights``, ``importance``), when it has one.
+
+    Read from the record object when it carries the field, else from its JSON
+    file (records written before the field existed have neither: None).
+    """
+    value = getattr(rec, key, None)
+    if value is None and rec.path:
+        try:
+            value = json.loads(Path(rec.path).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            value = None
+    return _numbers(value)
+
+
 def _weights(builds: dict[str, BuildRecord]) -> dict[str, dict[str, float]]:
-    """``{build: {member: weight}}`` of the builds whose scheme has per-member weights."""
-    return {name: rec.member_weights for name, rec in builds.items() if rec.member_weights is not None}
+    """``{build: {member: weight}}`` of the builds whose scheme has per-member weights.
+
+    The record's top-level ``weights`` (weighted-mean schemes) when present, else
+    its fitted model's ``weights``.
+    """
+    out = {}
+    for name, rec in builds.items():
+        w = _top_level(rec, "weights") or rec.member_weights
+        if w is not None:
+            out[name] = w
+    return out
+
+
+def _features(fitted: dict) -> tuple[str, dict[str, float]] | None:
+    """A stacker's per-feature importances: ``("gain", ...)`` (xgboost) or ``("coef", ...)`` (lr), or None.
+
+    Looked up in the fitted model's description, or (``auto``) the chosen one's.
+    """
+    for key in ("gain", "coef"):
+        values = _numbers(fitted.get(key))
+        if values is not None:
+            return key, values
+    inner = fitted.get("chosen_fitted")
+    return _features(inner) if isinstance(inner, dict) else None
 
 
 def _trajectory(entries) -> tuple[list[float], list | None] | None:
@@ -408,7 +509,20 @@ def _draw(analysis: Analysis, out: Path) -> dict[str, str]:
         if traj is not None:
             curves[name] = traj
     if curves:
-        figs["trajectory"] = plots.trajectory(out / "trajectory.png", curves).name
+        figs["trajectory"] = plots.trajectory(out / "trajectory.png", curves,
+                                              {n: analysis.builds[n].std_error for n in curves}).name
+    for i, (name, rec) in enumerate(analysis.builds.items()):
+        imp = _top_level(rec, "importance")
+        if imp is not None:
+            figs[f"importance:{name}"] = plots.importance(
+                out / f"importance_{i}.png", list(imp), list(imp.values()), f"member importance in {name}",
+                "importance (from the build record)").name
+        feats = _features(rec.fitted)
+        if feats is not None:
+            kind, values = feats
+            figs[f"features:{name}"] = plots.importance(
+                out / f"features_{i}.png", list(values), list(values.values()), f"features of {name}",
+                "total gain (xgboost)" if kind == "gain" else "coefficient (standardised feature)").name
     if analysis.diversity is not None:
         d = analysis.diversity
         figs["correlation"] = plots.correlation(out / "correlation.png", d["members"], d["correlation"]).name
@@ -457,9 +571,14 @@ def summary(analysis: Analysis, figures: dict, title: str) -> dict:
                         "best_single": rec.best_single, "uniform_gap": rec.uniform_gap,
                         "crossfit_estimate": None if cf is None else cf.estimate, "estimate": rec.estimate,
                         "std_error": rec.std_error, "n_folds": None if cf is None else cf.n_folds,
-                        "fold_scores": None if cf is None else cf.fold_scores, "weights": rec.member_weights,
+                        "fold_scores": None if cf is None else cf.fold_scores,
+                        "weights": _top_level(rec, "weights") or rec.member_weights,
                         "bagged_models": _bagged(rec.fitted), "chosen": rec.chosen_scheme,
-                        "candidates": rec.candidate_estimates, "record_path": rec.path}
+                        "candidates": rec.candidate_estimates, "record_path": rec.path,
+                        "importance": _top_level(rec, "importance"), "features": _features(rec.fitted)}
+        best = rec.best_single
+        gain = None if best is None or rec.estimate is None else rec.estimate - best[1]
+        builds[name].update(gain_over_best_single=gain, gain_verdict=noise.verdict(gain, rec.std_error))
     pc = None
     if analysis.per_class is not None:
         pc = {key: analysis.per_class[key] for key in ("better", "worse", "same", "lost") if key in analysis.per_class}
@@ -467,6 +586,8 @@ def summary(analysis: Analysis, figures: dict, title: str) -> dict:
         pc["map"] = {n: float(np.nanmean(ap)) for n, ap in analysis.per_class["ap"].items()}
     base = [m for m in analysis.models if m.kind == "member"]
     ens = [m for m in analysis.models if m.kind == "ensemble"]
+    gain = ens[0].gain if ens and base else None
+    gain_se = ens[0].gain_se if ens and base else None
     return _clean({
         "title": title, "split": analysis.split, "k": analysis.k, "n_videos": analysis.n_videos,
         "num_classes": analysis.num_classes, "n_positives": analysis.n_positives,
@@ -474,8 +595,11 @@ def summary(analysis: Analysis, figures: dict, title: str) -> dict:
         "leaderboard": [m.row() for m in analysis.models],
         "best": {"model": analysis.models[0].name if analysis.models else None,
                  "member": base[0].name if base else None, "ensemble": ens[0].name if ens else None,
-                 "gain_over_best_member": (ens[0].metrics["gap"] - base[0].metrics["gap"]) if ens and base
-                 else None},
+                 "gain_over_best_member": gain, "gain_se": gain_se,
+                 "gain_z": None if gain is None or not gain_se else gain / gain_se,
+                 "gain_verdict": noise.verdict(gain, gain_se), "noise_z": noise.NOISE_Z,
+                 "n_folds": analysis.n_folds},
+        "verticals": analysis.verticals,
         "builds": builds, "diversity": analysis.diversity, "greedy": analysis.greedy, "per_class": pc,
         "calibration": {n: {"ece": c["ece"], "bins": {key: c[key] for key in ("edges", "count", "mean_pred",
                                                                               "observed")}}
@@ -529,14 +653,23 @@ def write_report(out_dir, *, members, labels, split: str = "eval", builds=(), vo
     progress : show a progress bar on stderr.
 
     Every bad input is an InputError with a one-line message; nothing is left
-    at ``out_dir`` then.
+    at ``out_dir`` then (a previous report there stays intact). A write that
+    fails (a full disk, a read-only file system) is an InputError naming
+    ``out_dir``, with the temporary directory removed. A ``vocabulary`` must
+    name exactly the split's class count; one that is not a regular file (a
+    FIFO) is refused before it is opened. Without matplotlib (the ``[report]``
+    extra) the InputError says what to install.
     """
     out_dir = Path(out_dir)
     _check_target(out_dir)
+    plots.require()
     title = title or f"Ensemble report: {split}"
     analysis = analyse(members, labels, split=split, builds=builds, vocabulary=vocabulary, k=k, progress=progress)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))
+    except OSError as err:
+        raise InputError(f"cannot write the report ({err.strerror or err})", out_dir) from None
     try:
         figures = _draw(analysis, tmp)
         data = summary(analysis, figures, title)
@@ -545,6 +678,9 @@ def write_report(out_dir, *, members, labels, split: str = "eval", builds=(), vo
         (tmp / "index.html").write_text(html.page(data), encoding="utf-8")
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, out_dir)
+    except OSError as err:  # a full disk (ENOSPC, EDQUOT), a read-only mount (EROFS), ...
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"cannot write the report ({err.strerror or err}); nothing was written", out_dir) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -51,7 +51,7 @@ def main(run: Path, models: list[str]) -> None:
         rows.append(dict(
             model=m, train_s=_seconds(results, m), train_all_s=_seconds(results, f"{m}-all"),
             crop0=_gap(crops[0], truth),
-            mean5=_gap(crop_mean(crops) if have5 else None, truth),
+            mean5=_gap(crop_mean(crops, top_k=0) if have5 else None, truth),
             zou5=_gap(crop_mean(crops, ZOU_TOP_K) if have5 else None, truth),
             all=_gap(_read(pred / f"{m}-all.eval.crop0.h5", truth.ids), truth)))
     (results / "table.json").write_text(json.dumps(rows, indent=2) + "\n")

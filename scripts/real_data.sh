@@ -23,22 +23,95 @@
 # Measured (2026-11-30, 2 CPU cores shared with other jobs at load 3-4, summed over resumed runs): about
 # 70 min; producers ~60 min (0.5-16 min each: docs/real-data-training.md), the 10 builds ~7 min
 # (xgboost 3 min). RUN_DIR takes ~4 GB (mostly checkpoints; 6.6 GB after scripts/distill_real.sh). Tables: python scripts/real_table.py RUN_DIR.
+#
+# Out-of-fold variant: bash scripts/real_data.sh --oof [RUN_DIR]   (default /work/real-oof)
+# Each member of OOF_MEMBERS (default: mlp lr mlp_audio mlp_rgb moe mlp_wide mlp_cg hmoe) gets
+# `[train] folds = $FOLDS` (default 5) over the pool train + heldout (11,547 videos; eval untouched):
+# each fold is its own `produce train --fold k` (resumable, timed per fold), then `produce predict`
+# writes <name>.oof.full.h5 (+ labels/labels.oof.h5), the heldout store (out of fold) and the eval store
+# (mean of the fold models). Same builds and evaluation on eval as above, fitted on heldout; with an
+# `ensemble build --fit-split` option, also fitted on the whole out-of-fold pool (ens-oof-<scheme>).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-RUN=$(realpath -m "${1:-/work/real-run}")
-DATA=$(realpath -m "$REPO/../shared/data")
+OOF=0
+if [ "${1:-}" = "--oof" ]; then OOF=1; shift; fi
+RUN=$(realpath -m "${1:-$([ $OOF = 1 ] && echo /work/real-oof || echo /work/real-run)}")
+DATA=$(realpath -m "${DATA:-$REPO/../shared/data}")
 case "$RUN/" in "$REPO"/*) echo "RUN_DIR must be outside the repo: $RUN" >&2; exit 2;; esac
 if ! ls "$DATA"/yt8m2018-video-validate/validate*.tfrecord >/dev/null 2>&1; then
   echo "real data not found under $DATA/yt8m2018-video-validate" >&2; exit 2
 fi
-bash scripts/setup.sh
-. .venv/bin/activate
+if [ -z "${VIRTUAL_ENV:-}" ]; then  # an active venv (e.g. a frozen copy of the code on PYTHONPATH) is used as is
+  bash scripts/setup.sh
+  . .venv/bin/activate
+fi
 mkdir -p "$RUN/configs" "$RUN/builds" "$RUN/ensembles"
 TIMES="$RUN/timings.tsv"
 [ -f "$TIMES" ] || printf 'kind\tname\tseconds\tstatus\n' > "$TIMES"
 now() { date +%s.%N; }
 elapsed() { python -c "print(f'{$2 - $1:.1f}')"; }
+
+if [ $OOF = 1 ]; then
+  FOLDS=${FOLDS:-5}
+  read -r -a PRODUCERS <<< "${OOF_MEMBERS:-mlp lr mlp_audio mlp_rgb moe mlp_wide mlp_cg hmoe}"
+  MEMBERS=()
+  for name in "${PRODUCERS[@]}"; do
+    cfg="$RUN/configs/$name.toml"
+    sed -e "s|^run_dir = .*|run_dir = \"$RUN\"|" -e "s|\"\.\./\.\./\.\./shared/data|\"$DATA|" \
+        -e "s|^splits = .*|splits = [\"heldout\", \"eval\"]|" \
+        -e "s|^\[train\]\$|[train]\nfolds = $FOLDS\npool = [\"train\", \"heldout\"]|" \
+        "configs/real/$name.toml" > "$cfg"
+    if [ ! -f "$RUN/predictions/$name.eval.full.h5" ]; then
+      ok=1
+      for ((k = 0; k < FOLDS; k++)); do
+        [ -f "$RUN/$name/folds/fold-$k/history.json" ] && continue
+        echo "=== train $name fold $k/$FOLDS ($(date +%T))"
+        t0=$(now)
+        if produce train "$cfg" --fold "$k" --quiet; then st=ok; else st=FAILED; ok=0; fi
+        printf 'train\t%s/fold-%s\t%s\t%s\n' "$name" "$k" "$(elapsed "$t0" "$(now)")" "$st" >> "$TIMES"
+        [ "$st" = ok ] || break
+      done
+      [ $ok = 1 ] || continue
+      t0=$(now)
+      if produce predict "$cfg" --quiet; then st=ok; else st=FAILED; fi
+      printf 'predict\t%s\t%s\t%s\n' "$name" "$(elapsed "$t0" "$(now)")" "$st" >> "$TIMES"
+      [ "$st" = ok ] || continue
+    fi
+    MEMBERS+=("$RUN/predictions/$name.heldout.full.h5" "$RUN/predictions/$name.eval.full.h5")
+  done
+  [ ${#MEMBERS[@]} -gt 0 ] || { echo "no member finished" >&2; exit 1; }
+  echo "=== fold-mean producers on eval ($(date +%T))"
+  ensemble evaluate --members "${MEMBERS[@]}" --labels "$RUN/labels" --split eval | tee "$RUN/producers.eval.txt"
+  ensemble evaluate --json --members "${MEMBERS[@]}" --labels "$RUN/labels" --split eval > "$RUN/producers.eval.json"
+  FIT_SPLITS=(heldout)
+  ensemble build --help 2>/dev/null | grep -q -- "--fit-split" && FIT_SPLITS+=(oof)
+  for fit in "${FIT_SPLITS[@]}"; do
+    OOFM=()
+    for m in "${MEMBERS[@]}"; do
+      [ "$fit" = oof ] && m=${m/.heldout.full.h5/.oof.full.h5}
+      OOFM+=("$m")
+    done
+    for scheme in ${OOF_SCHEMES:-uniform caruana lr xgboost}; do
+      tag=$([ "$fit" = oof ] && echo "oof-$scheme" || echo "$scheme")
+      echo "=== build ens-$tag ($(date +%T))"
+      t0=$(now)
+      if ensemble build --json --weights="$scheme" --members "${OOFM[@]}" --labels "$RUN/labels" \
+           $([ "$fit" = oof ] && echo "--fit-split oof") \
+           --out "$RUN/ensembles" --name "ens-$tag" --seed 0 > "$RUN/builds/ens-$tag.json.tmp"; then
+        mv "$RUN/builds/ens-$tag.json.tmp" "$RUN/builds/ens-$tag.json"; st=ok
+      else
+        st=FAILED
+      fi
+      printf 'build\tens-%s\t%s\t%s\n' "$tag" "$(elapsed "$t0" "$(now)")" "$st" >> "$TIMES"
+    done
+  done
+  echo "=== ensembles on eval ($(date +%T))"
+  ensemble evaluate --members "$RUN/ensembles" --labels "$RUN/labels" --split eval | tee "$RUN/ensembles.eval.txt"
+  ensemble evaluate --json --members "$RUN/ensembles" --labels "$RUN/labels" --split eval > "$RUN/ensembles.eval.json"
+  echo "done ($(date +%T)): timings $TIMES"
+  exit 0
+fi
 
 # The plain-MLP reference (scripts/plain_mlp.py: 15 lines of torch, none of the producers' recipe),
 # trained on the same videos in the same run: every producer is measured against it.

@@ -153,7 +153,7 @@ def test_iter_aligned_matches_reference(tmp_path, readers, chunk_rows):
 
 def test_iter_aligned_small_storage_blocks(tmp_path, readers, monkeypatch):
     """Members listing ids in different orders, read through many small storage chunks."""
-    import predictions.store as st
+    import predictions.storewriter as st
     monkeypatch.setattr(st, "CHUNK_ROWS", 8)
     rng = np.random.default_rng(1)
     a = store(tmp_path / "a.h5", vids(rng.permutation(100)), seed=0)

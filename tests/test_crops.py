@@ -55,17 +55,19 @@ def test_inference_crops_and_validation():
     got = inference_crops(12, 3)
     assert [g.tolist() for g in got] == [[0, 5, 10], [1, 6, 11], [2, 7]]
     assert len(inference_crops(300, 5)) == 5
-    for bad in (0, 6, -1, 2.0, True):
-        with pytest.raises(InputError, match="n_crops must be an integer in 1..5"):
+    # Zou et al. Section 6: the final ensemble adds start indices 5, 6 and 7
+    assert [c[:2].tolist() for c in inference_crops(300, 8)[5:]] == [[5, 10], [6, 11], [7, 12]]
+    for bad in (0, 9, -1, 2.0, True):
+        with pytest.raises(InputError, match="n_crops must be an integer in 1..8"):
             inference_crops(300, bad)
-    for bad in (5, -1, "1"):
+    for bad in (8, -1, "1"):
         with pytest.raises(InputError, match="crop_index"):
             inference_crop(300, bad)
     for bad in (0, -3, 1.5):
         with pytest.raises(InputError, match="video length"):
             inference_crop(bad, 0)
     with pytest.raises(ValueError):  # InputError is a ValueError
-        inference_crops(10, 7)
+        inference_crops(10, 9)
 
 
 def test_train_crop_fixed_start():
@@ -106,11 +108,11 @@ def test_train_crop_random_starts():
 
 
 def test_crop_name():
-    assert [crop_name(i) for i in range(5)] == ["crop0", "crop1", "crop2", "crop3", "crop4"]
+    assert [crop_name(i) for i in range(8)] == [f"crop{i}" for i in range(8)]
     assert crop_name(np.int64(3)) == "crop3"
     assert crop_name("mean") == "mean"
     assert crop_name(None) == "full"
-    for bad in (5, -1, "max", True):
+    for bad in (8, -1, "max", True):
         with pytest.raises(InputError, match="crop must be"):
             crop_name(bad)
 
@@ -152,7 +154,7 @@ def test_sample_frames_uniform_with_replacement():
 def test_frame_selection_modes():
     rng = np.random.default_rng(1)
     crop = FrameSelection()
-    assert (crop.mode, crop.max_crops) == ("crop", 5)
+    assert (crop.mode, crop.max_crops) == ("crop", 8)
     np.testing.assert_array_equal(crop.train(300, FixedStart(3)), train_crop(300, FixedStart(3)))
     np.testing.assert_array_equal(crop.predict(300, 4), inference_crop(300, 4))
     every = FrameSelection("all")
@@ -172,10 +174,11 @@ def test_frame_selection_modes():
 def test_crop_mean_and_zous_top_k_rule():
     s = np.array([[[0.9, 0.1, 0.5, 0.3]],       # crop 0: top-2 = classes 0, 2
                   [[0.2, 0.8, 0.6, 0.1]]])      # crop 1: top-2 = classes 1, 2
-    np.testing.assert_allclose(crop_mean(s), [[0.55, 0.45, 0.55, 0.2]])
+    np.testing.assert_allclose(crop_mean(s, top_k=0), [[0.55, 0.45, 0.55, 0.2]])  # plain mean
+    np.testing.assert_allclose(crop_mean(s), crop_mean(s, top_k=20))  # Zou's top-20 rule by default
     np.testing.assert_allclose(crop_mean(s, top_k=2), [[0.45, 0.4, 0.55, 0.0]])
     np.testing.assert_allclose(crop_mean(s, top_k=1), [[0.45, 0.4, 0.0, 0.0]])
-    np.testing.assert_allclose(crop_mean(s, top_k=4), crop_mean(s))  # k >= C: plain mean
+    np.testing.assert_allclose(crop_mean(s, top_k=4), crop_mean(s, top_k=0))  # k >= C: plain mean
     ties = np.array([[[0.5, 0.5, 0.5]]])
     np.testing.assert_allclose(crop_mean(ties, top_k=2), [[0.5, 0.5, 0.0]])  # exactly k kept, by column order
     rng = np.random.default_rng(0)

@@ -120,7 +120,7 @@ def test_read_submission_errors(tmp_path, text, message):
 
 
 def test_read_missing_and_binary_file(tmp_path):
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="file not found"):
         read_submission(tmp_path / "nope.csv", 10)
     p = tmp_path / "bin.csv"
     p.write_bytes(b"VideoId,LabelConfidencePairs\n\xff\xfe,1 0.5\n")

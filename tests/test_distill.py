@@ -149,11 +149,53 @@ def test_distill_trains_a_student_and_records_its_teacher(root, teacher):
 
 
 def test_teacher_missing_training_videos_is_a_clear_error(root, teacher, capsys):
-    heldout_only = root / "ens" / "teach.heldout.full.h5"
+    with open_store(root / "ens" / "teach.heldout.full.h5") as s:  # the heldout videos, labelled as a train store
+        preds, meta = s.read(), s.meta
+    heldout_only = root / "ens" / "teach-heldout-videos.train.full.h5"
+    write_store(heldout_only, preds, model=meta.model, split="train")
     cfg = _job(root, "student-bad", extra=f'[distill]\nteacher = "{heldout_only}"\n')
     assert produce(["distill", str(cfg), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(heldout_only) in err and "lacks" in err and "training videos" in err
+
+
+def test_teacher_of_another_split_is_refused(root, teacher, capsys):
+    heldout = root / "ens" / "teach.heldout.full.h5"
+    cfg = _job(root, "student-split", extra=f'[distill]\nteacher = "{heldout}"\n')
+    assert produce(["distill", str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(heldout) in err and "split 'heldout'" in err
+    assert not (root / "runs" / "student-split" / "checkpoints").exists()
+
+
+def test_teacher_whose_scores_changed_is_refused(root, teacher, capsys):
+    import shutil
+
+    import h5py
+
+    edited = root / "ens" / "teach-edited.train.full.h5"
+    shutil.copyfile(teacher, edited)
+    with h5py.File(edited, "r+") as f:  # one score changed, still a valid row: only the checksum can tell
+        row = f["scores"][3]
+        row[0] = 0.5 if row[0] != 0.5 else 0.25
+        f["scores"][3] = row
+    cfg = _job(root, "student-edit", extra=f'[distill]\nteacher = "{edited}"\n')
+    assert produce(["distill", str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(edited) in err and "checksum" in err
+
+
+def test_teacher_of_another_class_count_is_refused(root, teacher, capsys):
+    with open_store(teacher) as s:
+        preds = s.read()
+    other = root / "ens" / "teach-31.train.full.h5"
+    dense = np.zeros((len(preds.ids), C + 1), np.float32)
+    dense[:, :C] = preds.dense()
+    write_store(other, Predictions.from_dense(preds.ids, dense), model="teach31", split="train")
+    cfg = _job(root, "student-c", extra=f'[distill]\nteacher = "{other}"\n')
+    assert produce(["distill", str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(other) in err and f"{C + 1} classes, the job {C}" in err
 
 
 def test_topk_teacher_floor_and_alignment(tmp_path):

@@ -6,12 +6,12 @@ import torch.nn.functional as F
 
 from predictions.errors import InputError
 from producers.models import frame, pooling
-from producers.models.registry import create_model, list_models
+from producers.models.registry import create_model, get_entry, list_models
 
 FRAME_MODELS = ["frame_logistic", "dbof", "lstm", "bilstm", "bigru", "residual_lstm", "stacked_bilstm_pool",
                 "attention_bigru", "multi_attention", "split_attention", "maxpool_bilstm", "random_bilstm",
                 "hier_bilstm", "ln_lstm", "three_point_attention", "late_fusion", "netvlad", "netrvlad", "netfv",
-                "soft_dbof", "gated_dbof"]
+                "soft_dbof", "gated_dbof", "two_stream"]
 D, C = 24, 4  # 16 "rgb" + 8 "audio" features, 4 classes
 
 
@@ -29,18 +29,17 @@ POOLING = dict(cluster_size=8, audio_cluster_size=4, hidden_size=32, audio_dim=8
 SMALL = {
     "frame_logistic": {},
     "dbof": dict(cluster_size=32, hidden_size=32),
-    "attention_bigru": dict(hidden_size=16, attention_dim=16),
-    "multi_attention": dict(hidden_size=16, num_verticals=2, attention_dim=16),
-    "split_attention": dict(hidden_size=16, audio_hidden_size=8, audio_dim=8, attention_dim=16),
-    "maxpool_bilstm": dict(hidden_size=16, attention_dim=16),
-    "random_bilstm": dict(hidden_size=16, attention_dim=16),
-    "hier_bilstm": dict(hidden_size=16, chunk_size=4, attention_dim=16),
-    "three_point_attention": dict(hidden_size=16, attention_dim=16),
+    "multi_attention": dict(hidden_size=16, num_verticals=2),
+    "split_attention": dict(hidden_size=16, audio_hidden_size=8, audio_dim=8),
+    "random_bilstm": dict(hidden_size=16, num_layers=2),
+    "hier_bilstm": dict(hidden_size=16, chunk_size=4),
     "late_fusion": dict(hidden_size=16, audio_hidden_size=8, audio_dim=8),
+    "two_stream": dict(rgb_options={"hidden_size": 16}, audio_options={"hidden_size": 8}, audio_dim=8),
     "netvlad": POOLING, "netrvlad": POOLING, "netfv": POOLING,
     "soft_dbof": dict(POOLING, cluster_size=16, audio_cluster_size=8),
     "gated_dbof": dict(POOLING, cluster_size=16, audio_cluster_size=8),
 }
+HEADS = ["lr", "moe", "hmoe", "chain"]  # the registered video-level heads every frame encoder takes
 
 
 def small(name, **extra):
@@ -81,6 +80,33 @@ def test_attention_pool_ignores_padding_and_sums_to_one():
     out = pool(h, mask)
     assert out.shape == (2, 6)
     torch.testing.assert_close(out[1, :2], (w[1, :2, 0:1] * h[1, :2]).sum(0))
+
+
+def test_attention_pool_without_projection_is_tangs_equations():
+    """Tang et al. 2017 eq. 7-10 (= Garg 2018 eq. 8-10): M = tanh(H), alpha = softmax(w^T M), x = tanh(H alpha^T)."""
+    torch.manual_seed(0)
+    pool = frame.AttentionPool(3)
+    assert [p.shape for p in pool.parameters()] == [(1, 3)]  # one query of the hidden width, no projection
+    h = torch.randn(2, 4, 3)
+    mask = frame.lengths_mask(torch.tensor([4, 2]), 4)
+    w = pool.queries.detach()[0]
+    for b, n in ((0, 4), (1, 2)):
+        alpha = torch.softmax(torch.tanh(h[b, :n]) @ w, dim=0)
+        torch.testing.assert_close(pool(h, mask)[b], torch.tanh((alpha[:, None] * h[b, :n]).sum(0)))
+
+
+def test_vertical_attention_is_bilinear_through_a_diagonal():
+    """Tang et al. 2017 eq. 12-14: e_ij = h_j A b_i (A diagonal), alpha = softmax_j, x_i = sum_j alpha_ij h_j."""
+    torch.manual_seed(0)
+    att = frame.VerticalAttention(3, 2)
+    with torch.no_grad():
+        att.diagonal.copy_(torch.tensor([1.0, 2.0, -1.0]))
+    h = torch.randn(1, 5, 3)
+    mask = frame.lengths_mask(torch.tensor([3]), 5)
+    A, B = torch.diag(att.diagonal.detach()), att.queries.detach()
+    for i in range(2):
+        alpha = torch.softmax(h[0, :3] @ A @ B[i], dim=0)
+        torch.testing.assert_close(att(h, mask)[0, i], (alpha[:, None] * h[0, :3]).sum(0))
 
 
 def test_three_point_positions_by_hand():
@@ -155,6 +181,34 @@ def test_head_options():
         m = small("lstm", **opts)
         p = m(torch.randn(4, 6, D), torch.tensor([6, 5, 2, 1]))
         assert p.shape == (4, C) and torch.isfinite(p).all()
+    with pytest.raises(InputError, match="head must be one of"):
+        small("multi_attention", head="hmoe")  # its per-vertical heads are the model
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("name", [n for n in FRAME_MODELS if n != "multi_attention"])
+def test_every_encoder_takes_every_video_head(name, head):
+    m = small(name, head=head, head_options={"num_verticals": 2} if head == "hmoe" else None)
+    assert m.head.__class__ is get_entry(head).cls
+    y = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [1, 1, 0, 0]])
+    z = m(torch.randn(4, 6, D), torch.tensor([6, 5, 2, 1]))
+    assert z.shape == (4, C) and torch.isfinite(z).all()
+    aux = m.auxiliary_loss(y)
+    assert (aux is not None) == (head == "hmoe")  # HMoE's vertical loss reaches the training loop
+    (F.binary_cross_entropy_with_logits(z, y) + (0 if aux is None else aux)).backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_tangs_best_single_model_builds():
+    """Tang et al. 2017 Table 4 / Section 3 item 8: ATT + MaxPooling + BiLSTM + Dropout + HMoE (GAP 0.82416):
+    cell 1152, 1 layer each side of the pooling, window 3, mixture of 4, HMoE over the 25 verticals."""
+    with torch.device("meta"):
+        m = create_model("maxpool_bilstm", input_dim=DF, num_classes=C17, head="hmoe", dropout=0.5)
+    h = 1152
+    coarse, fine = moe(h, 25, 4), moe(h + 25, C17, 4)  # HMoE: vertical MoE, then the class MoE on [x, verticals]
+    assert n_params(m) == gru(DF, h, 2) + gru(h, h, 2) + h + coarse + fine
+    assert isinstance(m.head, get_entry("hmoe").cls) and m.head.fine.dropout.p == 0.5
+    assert m.pool_window == 3 and m.head.fine.classifier.num_experts == 4
 
 
 # ----------------------------------------------------------------------------- learnability
@@ -230,10 +284,6 @@ def lr(f, c):
     return f * c + c
 
 
-def attn(f, queries=1, a=128):  # projection (with bias) + queries
-    return f * a + a + queries * a
-
-
 def bn(f):
     return 2 * f
 
@@ -248,39 +298,61 @@ def ln_cell(d, h):  # layer-norm LSTM cell: two projections, three layer norms
 
 V1, A1, DF = 1024, 128, 1152  # YouTube-8M rgb, audio and frame widths
 C17, C18 = 4716, 3862         # 2017 and 2018 vocabularies
+T = 1152                      # Tang et al. 2017, Section 3: "cell of LSTM is 1152" for every model
 
 
 def pooling_model(pooled, c, pools):  # input BN, pools, hidden 1024 (biased), CG, MoE, output CG
     return bn(DF) + pools + pooled * 1024 + 1024 + gating(1024) + moe(1024, c) + c * c + bn(c)
 
 
-PAPER = {  # name: (classes, hparams, parameter count by hand)
-    "frame_logistic": (C18, {}, lr(DF, C18)),
-    "dbof": (C18, {}, bn(DF) + DF * 8192 + bn(8192) + 8192 * 1024 + bn(1024) + moe(1024, C18)),
-    "lstm": (C18, {}, lstm(DF, 1024) + lstm(1024, 1024) + moe(1024, C18)),
-    "attention_bigru": (C17, {}, gru(DF, 1024, 2) + attn(1024) + moe(1024, C17)),
-    "multi_attention": (C17, {}, gru(DF, 1024, 2) + attn(1024, 25) + moe(1024, C17)),
-    "split_attention": (C17, {}, lstm(V1, 1024, 2) + attn(1024) + lstm(A1, 128, 2) + attn(128)
-                        + moe(1024 + 128, C17)),
-    "maxpool_bilstm": (C17, {}, lstm(DF, 1024, 2) + lstm(2048, 1024, 2) + attn(2048) + moe(2048, C17)),
-    "random_bilstm": (C17, {}, lstm(DF, 1024, 2) + attn(2048) + moe(2048, C17)),
-    "hier_bilstm": (C17, {}, lstm(DF, 1024, 2) + lstm(2048, 1024, 2) + attn(2048) + moe(2048, C17)),
-    "ln_lstm": (C17, {}, 2 * ln_cell(DF, 1024) + moe(2048, C17)),
-    "three_point_attention": (C17, {}, lstm(DF, 1024, 2) + attn(2048) + moe(2048, C17)),
-    "late_fusion": (C17, {}, lstm(V1, 1024) + lstm(A1, 128) + lstm(1024 + 128, 1024) + moe(1024, C17)),
-    "netvlad": (C17, {}, pooling_model(256 * V1 + 128 * A1, C17,
-                                       V1 * 256 + bn(256) + 256 * V1 + A1 * 128 + bn(128) + 128 * A1)),
-    "netrvlad": (C17, {}, pooling_model(256 * V1 + 128 * A1, C17, V1 * 256 + bn(256) + A1 * 128 + bn(128))),
-    "netfv": (C17, {}, pooling_model(2 * 128 * V1 + 2 * 64 * A1, C17,
-                                     V1 * 128 + bn(128) + 2 * 128 * V1 + A1 * 64 + bn(64) + 2 * 64 * A1)),
-    "soft_dbof": (C17, {}, pooling_model(8000 + 1000, C17, V1 * 8000 + bn(8000) + A1 * 1000 + bn(1000))),
-    "gated_dbof": (C17, {}, pooling_model(4096 + 512, C17, V1 * 4096 + bn(4096) + 4096 * V1 + V1 * 4096
-                                          + bn(4096) + A1 * 512 + bn(512))),
-    # no sizes in a paper: the defaults
-    "bilstm": (C18, {}, lstm(DF, 256, 2) + lstm(512, 256, 2) + moe(512, C18)),
-    "bigru": (C18, {}, gru(DF, 256, 2) + gru(512, 256, 2) + moe(512, C18)),
-    "residual_lstm": (C18, {}, lstm(DF, 256) + 2 * lstm(256, 256) + moe(256, C18)),
-    "stacked_bilstm_pool": (C18, {}, lstm(DF, 256, 2) + lstm(256, 256, 2) + moe(512, C18)),
+PAPER = {  # name: (classes, parameter count from the paper's own description)
+    # starter code: mean of the frames, logistic regression
+    "frame_logistic": (C18, lr(DF, C18)),
+    # starter code DbofModel: cluster 8192, hidden 1024, MoE 2
+    "dbof": (C18, bn(DF) + DF * 8192 + bn(8192) + 8192 * 1024 + bn(1024) + moe(1024, C18)),
+    # Garg 2018 Table 2 "LSTM 2 layer, 1024" (= the starter LstmModel), last state, MoE (Section 4.1)
+    "lstm": (C18, lstm(DF, 1024) + lstm(1024, 1024) + moe(1024, C18)),
+    # Garg Table 2 "LSTM 3 layer, res3, 1024": residual connections do not add parameters (Fig. 3)
+    "residual_lstm": (C18, lstm(DF, 1024) + 2 * lstm(1024, 1024) + moe(1024, C18)),
+    # Garg Table 2 "Stacked BiLSTM 2 layer, 2048": 1024 per direction, directions pooled into 1024 between layers
+    "stacked_bilstm_pool": (C18, lstm(DF, 1024, 2) + lstm(1024, 1024, 2) + moe(2048, C18)),
+    # Zou et al. 2017 Section 5.4: two BiLSTM layers, 1024 units per direction (second: 768 or 1024), the two
+    # final outputs concatenated (2048), MoE with 2 experts (Section 5.1)
+    "bilstm": (C17, lstm(DF, 1024, 2) + lstm(2048, 1024, 2) + moe(2048, C17)),
+    # Zou Section 5.3: equal fixed weights on three outputs of that BiLSTM: the attention has no parameters
+    "three_point_attention": (C17, lstm(DF, 1024, 2) + lstm(2048, 1024, 2) + moe(2048, C17)),
+    # Zou Section 5.2 / Table 2 "BiLSTM+LR+LN": two bidirectional layer-normalised layers, logistic regressions
+    "ln_lstm": (C17, 2 * ln_cell(DF, 1024) + 2 * ln_cell(2048, 1024) + lr(2048, C17)),
+    # Zou Section 5.5 "LSTM+late fusion+LR": an LSTM per modality, their outputs into the next LSTM layer
+    "late_fusion": (C17, lstm(V1, 1024) + lstm(A1, 128) + lstm(1024 + 128, 1024) + lr(1024, C17)),
+    # Zhao 2017: two-layer stacked Bi-GRU (no width given: 1024), directions concatenated
+    "bigru": (C17, gru(DF, 1024, 2) + gru(2048, 1024, 2) + moe(2048, C17)),
+    # Tang et al. 2017: GRU layers (eq. 2-5), directions summed (eq. 6: width 1152), attention = one query
+    # vector w of width d^h (eq. 8), MoE with 4 experts (Section 2.2)
+    "attention_bigru": (C17, gru(DF, T, 2) + T + moe(T, C17, 4)),
+    # eq. 12-14: diagonal A (d^h) and 25 vertical queries b_i (d^h each); class a_i reads x_j of its
+    # vertical: one MoE per vertical over its classes = moe(T, 4716, 4) in all
+    "multi_attention": (C17, gru(DF, T, 2) + T + 25 * T + moe(T, C17, 4)),
+    # Section 2.2.1 splitting: the ATT network on visual (1024) and on audio (128), x = [x_visual, x_audio]
+    "split_attention": (C17, gru(V1, T, 2) + T + gru(A1, T, 2) + T + moe(2 * T, C17, 4)),
+    # Section 2.2.3: max pooling (no parameters) between two BiLSTM (GRU) layers, attention at the end
+    "maxpool_bilstm": (C17, gru(DF, T, 2) + gru(T, T, 2) + T + moe(T, C17, 4)),
+    # Section 2.2.3 / Table 3 "layer=4": four layers on 60 sampled frames
+    "random_bilstm": (C17, gru(DF, T, 2) + 3 * gru(T, T, 2) + T + moe(T, C17, 4)),
+    # Section 2.2.3: a (shared) small BiLSTM over neighbouring frames in place of the pooling, then the second
+    "hier_bilstm": (C17, gru(DF, T, 2) + gru(T, T, 2) + T + moe(T, C17, 4)),
+    # Garg Section 4.1 / Table 2 "Multi-Modal, (LSTM 2,1024), (LSTM 2,1024)": a 2 x 1024 LSTM per modality,
+    # last states concatenated into the MoE
+    "two_stream": (C18, lstm(V1, 1024) + lstm(1024, 1024) + lstm(A1, 1024) + lstm(1024, 1024) + moe(2048, C18)),
+    # Miech et al. 2017 / WILLOW code runs
+    "netvlad": (C17, pooling_model(256 * V1 + 128 * A1, C17,
+                                   V1 * 256 + bn(256) + 256 * V1 + A1 * 128 + bn(128) + 128 * A1)),
+    "netrvlad": (C17, pooling_model(256 * V1 + 128 * A1, C17, V1 * 256 + bn(256) + A1 * 128 + bn(128))),
+    "netfv": (C17, pooling_model(2 * 128 * V1 + 2 * 64 * A1, C17,
+                                 V1 * 128 + bn(128) + 2 * 128 * V1 + A1 * 64 + bn(64) + 2 * 64 * A1)),
+    "soft_dbof": (C17, pooling_model(8000 + 1000, C17, V1 * 8000 + bn(8000) + A1 * 1000 + bn(1000))),
+    "gated_dbof": (C17, pooling_model(4096 + 512, C17, V1 * 4096 + bn(4096) + 4096 * V1 + V1 * 4096
+                                      + bn(4096) + A1 * 512 + bn(512))),
 }
 
 
@@ -290,30 +362,77 @@ def test_structure_table_covers_every_model():
 
 @pytest.mark.parametrize("name", FRAME_MODELS)
 def test_structure_at_paper_sizes(name):
-    """Parameter counts at the papers' sizes (D = 1152 frames), built on the meta device (no memory)."""
-    c, hp, expected = PAPER[name]
+    """Parameter counts of the defaults (D = 1152 frames), built on the meta device (no memory)."""
+    c, expected = PAPER[name]
     with torch.device("meta"):
-        m = create_model(name, input_dim=DF, num_classes=c, **hp)
+        m = create_model(name, input_dim=DF, num_classes=c)
     assert n_params(m) == expected
 
 
 def test_paper_layer_shapes():
     with torch.device("meta"):
         vlad = create_model("netvlad", input_dim=DF, num_classes=C17)
-        lstm_ = create_model("lstm", input_dim=DF, num_classes=C18, pool="attention")
+        lstm_ = create_model("lstm", input_dim=DF, num_classes=C18, pool="attention", num_layers=1)
+        uneven = create_model("lstm", input_dim=DF, num_classes=C18, hidden_size=[1280, 640])
+        zou = create_model("bilstm", input_dim=DF, num_classes=C17, hidden_size=[1024, 768])
         multi = create_model("multi_attention", input_dim=DF, num_classes=C17)
         fused = create_model("late_fusion", input_dim=DF, num_classes=C17)
         gated = create_model("gated_dbof", input_dim=DF, num_classes=C17)
+        tang = create_model("attention_bigru", input_dim=DF, num_classes=C17)
     assert vlad.rgb_pool.centers.shape == (256, 1024) and vlad.audio_pool.centers.shape == (128, 128)
     assert vlad.hidden.weight.shape == (1024, 256 * 1024 + 128 * 128)
-    assert vlad.gating.fc.weight.shape == (1024, 1024) and vlad.head.gating is not None
+    assert vlad.gating.fc.weight.shape == (1024, 1024) and vlad.head.head.gating is not None
     assert vlad.input_bn.num_features == DF
-    assert n_params(lstm_) == PAPER["lstm"][2] + attn(1024)  # Garg's attention pooling adds one query
-    assert multi.encoder.attention.queries.shape == (25, 128) and len(multi.head.heads) == 25
+    # Garg Table 2 "LSTM 1 layer, 1024, att-pooling" (eq. 8-10): one learnable column vector W_a of width 1024
+    assert n_params(lstm_) == lstm(DF, 1024) + 1024 + moe(1024, C18)
+    # Garg Table 2 / Table 4 "LSTM 2 layer, (1280, 640)": a 640-long feature
+    assert [l.hidden_size for l in uneven.rnn.layers] == [1280, 640] and uneven.rnn.out_dim == 640
+    assert n_params(uneven) == lstm(DF, 1280) + lstm(1280, 640) + moe(640, C18)
+    # Zou Section 5.4, second layer 768: the descriptor is 2 x 768
+    assert n_params(zou) == lstm(DF, 1024, 2) + lstm(2048, 768, 2) + moe(1536, C17)
+    assert multi.attention.queries.shape == (25, T) and multi.attention.diagonal.shape == (T,)
     assert sorted(h.classifier.num_classes for h in multi.head.heads) == [188] * 9 + [189] * 16  # 4716 / 25
-    assert isinstance(multi.encoder.rnn.layers[0], torch.nn.GRU)
+    assert isinstance(multi.rnn.layers[0], torch.nn.GRU)
+    assert isinstance(tang.rnn.layers[0], torch.nn.GRU) and tang.rnn.layers[0].hidden_size == T
+    assert tang.rnn.out_dim == T and tang.head.head.classifier.num_experts == 4  # summed directions, MoE 4
     assert fused.fusion_rnn.layers[0].input_size == 1024 + 128
     assert gated.rgb_pool.down.weight.shape == (1024, 4096) and isinstance(gated.audio_pool, pooling.SoftBoFPool)
+
+
+def test_learnable_pooling_is_one_family():
+    """The five Miech et al. models are one class registered under five names with their own cluster counts."""
+    names = ["netvlad", "netrvlad", "netfv", "soft_dbof", "gated_dbof"]
+    assert {get_entry(n).cls for n in names} == {frame.LearnablePooling}
+    clusters = {n: (get_entry(n).hparams()["cluster_size"], get_entry(n).hparams()["audio_cluster_size"])
+                for n in names}
+    assert clusters == {"netvlad": (256, 128), "netrvlad": (256, 128), "netfv": (128, 64),
+                        "soft_dbof": (8000, 1000), "gated_dbof": (4096, 512)}
+    m = small("netvlad", pooling="fv")  # a name's defaults can be overridden like any option
+    assert isinstance(m.rgb_pool, pooling.FisherPool)
+    with pytest.raises(InputError, match="max_pool applies"):
+        small("netvlad", max_pool=True)
+
+
+def test_registry_metadata_names_paper_input_and_headline():
+    for name in FRAME_MODELS:
+        e = get_entry(name)
+        assert e.paper and e.frames in ("crop", "all", "sample"), name
+    # each model's default input is its paper's: Zou's crops, Tang's and Garg's all frames, WILLOW's samples
+    assert {n: get_entry(n).frames for n in ("bilstm", "ln_lstm", "random_bilstm", "residual_lstm", "netvlad")} \
+        == {"bilstm": "crop", "ln_lstm": "crop", "random_bilstm": "all", "residual_lstm": "all", "netvlad": "sample"}
+    assert "0.82046" in get_entry("maxpool_bilstm").headline and "0.82416" in get_entry("hmoe").headline
+
+
+def test_multi_attention_reads_a_vocabulary(tmp_path):
+    vocab = tmp_path / "vocabulary.csv"
+    rows = [(0, "a", "Games"), (1, "b", "Autos"), (2, "c", ""), (3, "d", "Games")]
+    vocab.write_text("Index,Name,Vertical1\n" + "".join(f"{i},{a},{v}\n" for i, a, v in rows))
+    m = create_model("multi_attention", input_dim=D, num_classes=4, hidden_size=8, verticals=str(vocab))
+    # Autos 0, Games 1 (sorted names); class 2 has no vertical: the extra one (2)
+    assert [g.tolist() for g in frame.vertical_groups(str(vocab), 4, 25)] == [[1], [0, 3], [2]]
+    assert m.attention.queries.shape == (3, 8) and len(m.head.heads) == 3
+    with pytest.raises(InputError, match="lists 4 classes, expected 5"):
+        create_model("multi_attention", input_dim=D, num_classes=5, hidden_size=8, verticals=str(vocab))
 
 
 # ----------------------------------------------------------------------------- the papers' computations by hand
@@ -391,7 +510,7 @@ def test_vertical_heads_read_only_their_vertical():
     groups = frame.vertical_groups([0, 1, 1, 0, 2], 5, 0)
     assert [g.tolist() for g in groups] == [[0, 3], [1, 2], [4]]
     assert [g.tolist() for g in frame.vertical_groups(None, 5, 2)] == [[0, 2, 4], [1, 3]]
-    with pytest.raises(InputError, match="verticals must be 5"):
+    with pytest.raises(InputError, match=r"verticals must be a vocabulary file or \(5,\)"):
         frame.vertical_groups([0, 1], 5, 0)
     torch.manual_seed(0)
     heads = frame.VerticalHeads(4, groups, 5, "moe", 2, 0.0, False).eval()
@@ -409,14 +528,16 @@ def test_attention_bigru_sums_directions_and_squashes():
     m = small("attention_bigru").eval()
     x, _, lengths = _frames(d=D)
     mask = frame.lengths_mask(lengths, x.shape[1])
-    enc = m.encoder
+    gru_ = m.rnn.layers[0]
     with torch.no_grad():
-        out = enc.rnn(x.masked_fill(~mask[..., None], 0), lengths)  # (B, T, 2H) [forward, backward]
-        h = out[..., :16] + out[..., 16:]
-        w = enc.attention.weights(h, mask)[..., 0]
-        want = torch.tanh((w[..., None] * h).sum(1))
-        torch.testing.assert_close(m.encode(x.masked_fill(~mask[..., None], 0), lengths, mask), want)
-    assert isinstance(enc.rnn.layers[0], torch.nn.GRU) and enc.rnn.layers[0].bidirectional
+        x0 = x.masked_fill(~mask[..., None], 0)
+        out = frame.run_packed(gru_, x0, lengths)  # (B, T, 2H) [forward, backward]
+        h = out[..., :16] + out[..., 16:]          # eq. 6: element-wise sum
+        w = m.pool.attention.queries[0]
+        alpha = torch.softmax((torch.tanh(h) @ w).masked_fill(~mask, float("-inf")), dim=1)  # eq. 7-8
+        want = torch.tanh((alpha[..., None] * h).sum(1))                                      # eq. 9-10
+        torch.testing.assert_close(m.encode(x0, lengths, mask), want)
+    assert isinstance(gru_, torch.nn.GRU) and gru_.bidirectional
 
 
 def test_hierarchical_chunks_share_one_bilstm():
@@ -427,17 +548,17 @@ def test_hierarchical_chunks_share_one_bilstm():
     m.chunks_rnn.register_forward_hook(lambda module, args, out: seen.update(summaries=args[0]))
     with torch.no_grad():
         m(x, lengths)
-        # every chunk is summarised by the same first-level BiLSTM, on that chunk's valid frames alone
+        # every chunk is summarised by the same first-level Bi-GRU, on that chunk's valid frames alone
         for b, c, frames in ((0, 0, x[0, 0:4]), (0, 2, x[0, 8:10]), (1, 1, x[1, 4:5])):
             n = torch.tensor([len(frames)])
-            alone = m.frames_rnn.last(m.frames_rnn(frames[None], n), n)[0]
+            alone = m.frames_rnn(frames[None], n)[1][0]
             torch.testing.assert_close(seen["summaries"][b, c], alone)
-    assert seen["summaries"].shape == (2, 3, 32)
+    assert seen["summaries"].shape == (2, 3, 16)  # directions summed
     assert seen["summaries"][1, 2].abs().max() == 0  # video 1 has 2 chunks: the third is padding
 
 
 def test_layer_norm_lstm_backward_direction_reads_reversed_frames():
-    m = small("ln_lstm").eval()
+    m = small("ln_lstm", num_layers=1).eval()
     x = torch.randn(2, 6, D)
     lengths = torch.tensor([6, 3])
     mask = frame.lengths_mask(lengths, 6)
@@ -457,17 +578,16 @@ def test_random_bilstm_runs_60_steps_on_300_frames():
     assert idx[0].tolist() == list(range(2, 300, 5))
 
 
-def test_three_point_attention_weights_three_outputs():
+def test_three_point_attention_averages_three_outputs_equally():
+    """Zou et al. 2017 Section 5.3: the 1/3, 2/3 and last outputs get equal, fixed attention (mean-pooled)."""
     m = small("three_point_attention").eval()
     x = torch.randn(2, 9, D)
     lengths = torch.tensor([9, 2])
     mask = frame.lengths_mask(lengths, 9)
     with torch.no_grad():
-        out = m.rnn(x, lengths)
-        pts = torch.stack([frame.gather_time(out, p) for p in m.positions(lengths)], 1)
-        w = m.attention.weights(pts, torch.ones(2, 3, dtype=torch.bool))
-        torch.testing.assert_close(w.sum(1), torch.ones(2, 1))
-        torch.testing.assert_close(m.encode(x, lengths, mask), (w * pts).sum(1))
+        out = m.rnn(x, lengths)[0]
+        want = torch.stack([(out[0, 2] + out[0, 5] + out[0, 8]) / 3, (out[1, 0] + out[1, 1] + out[1, 1]) / 3])
+        torch.testing.assert_close(m.encode(x, lengths, mask), want)
 
 
 def test_pool_options_of_the_lstm_family():
@@ -477,15 +597,36 @@ def test_pool_options_of_the_lstm_family():
     for pool in ("last", "max", "attention"):
         m = small("bilstm", pool=pool).eval()
         with torch.no_grad():
-            out = m.rnn(x, lengths)
-            want = {"last": frame.last_valid(out, lengths, True), "max": frame.masked_max(out, mask),
-                    "attention": (m.pool.attention.weights(out, mask) * out).sum(1) if pool == "attention"
-                    else None}[pool]
+            out, _ = m.rnn(x, lengths)
+            if pool == "attention":  # Garg eq. 8-10: F = tanh(sum softmax(tanh(H) W_a) H)
+                want = torch.tanh((m.pool.attention.weights(out, mask) * out).sum(1))
+            else:
+                want = frame.last_valid(out, lengths, True) if pool == "last" else frame.masked_max(out, mask)
             torch.testing.assert_close(m.encode(x, lengths, mask), want)
     with pytest.raises(InputError, match="pool must be one of"):
         small("lstm", pool="mean")
     with pytest.raises(InputError, match="pool must be one of"):
         small("maxpool_bilstm", pool="max")
+    with pytest.raises(InputError, match="hidden_size lists 3 widths, num_layers = 2"):
+        small("lstm", hidden_size=[8, 8, 8])
+
+
+def test_summed_directions_stack_and_residuals_add():
+    enc = frame.RecurrentEncoder(D, [6, 6], 2, "gru", bidirectional=True, merge="sum")
+    assert [l.input_size for l in enc.layers] == [D, 6] and enc.out_dim == 6
+    x = torch.randn(2, 5, D)
+    lengths = torch.tensor([5, 3])
+    with torch.no_grad():
+        seq, final = enc(x, lengths)
+        raw = frame.run_packed(enc.layers[1], frame.sum_directions(frame.run_packed(enc.layers[0], x, lengths)),
+                               lengths)
+        torch.testing.assert_close(seq, frame.sum_directions(raw))
+        torch.testing.assert_close(final[1], raw[1, 2, :6] + raw[1, 0, 6:])  # forward at L - 1 + backward at 0
+    res = frame.RecurrentEncoder(D, 8, 3, "lstm", residual=True)
+    with torch.no_grad():
+        x1 = frame.run_packed(res.layers[0], x, lengths)
+        x2 = frame.run_packed(res.layers[1], x1, lengths) + x1
+        torch.testing.assert_close(res(x, lengths)[0], frame.run_packed(res.layers[2], x2, lengths) + x2)
 
 
 def test_every_model_names_its_paper_in_one_line():

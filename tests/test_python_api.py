@@ -134,8 +134,6 @@ def test_no_import_cycles_and_layers_respected():
     layers = {"predictions": ("ensembler", "reports", "producers"), "ensembler": ("reports", "producers")}
     for m, deps in graph.items():
         forbidden = layers.get(m.split(".")[0], ())
-        if m == "ensembler.cli":
-            forbidden = ("producers",)     # the command line may hand `ensemble report` to reports
         bad = sorted(d for d in deps if d.split(".")[0] in forbidden)
         assert not bad, f"{m} imports {bad}"
 
@@ -328,14 +326,19 @@ def test_cli_scheme_alias_and_renamed_param(built, tmp_path, capsys):
     run, _, _ = built
     argv = ["build", "--members", str(run["predictions"]), "--labels", str(run["labels"]), "--out", str(tmp_path),
             "--json"]
-    assert main(argv + ["--scheme", "uniform", "--param", "member_weights=[1,0,1]"]) == 0
+    # one directory names three members: a list's order would be the directory's, so weights go by name
+    assert main(argv + ["--scheme", "uniform", "--param", 'member_weights={"m0": 1, "m1": 0, "m2": 1}']) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["scheme"] == "uniform" and rec["fitted"]["weights"] == {"m0": 0.5, "m1": 0.0, "m2": 0.5}
+    assert rec["weights"] == rec["fitted"]["weights"]  # at the top level of --json too
     assert rec["record_path"] == str(tmp_path / "ens-uniform.build.json")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        assert main(argv + ["--weights", "uniform", "--param", "weights=[1,0,1]", "--name", "old"]) == 0
+        assert main(argv + ["--weights", "uniform", "--param", 'weights={"m0": 1, "m1": 0, "m2": 1}',
+                            "--name", "old"]) == 0
     assert json.loads(capsys.readouterr().out)["fitted"]["weights"] == rec["fitted"]["weights"]
+    assert main(argv + ["--scheme", "uniform", "--param", "member_weights=[1,0,1]", "--name", "list"]) == 1
+    assert "names several members (m0, m1, m2)" in capsys.readouterr().err
 
 
 def test_stacker_verticals_from_a_vocabulary_file(tmp_path):

@@ -303,6 +303,14 @@ class _WebDriver:
     def rect(self, element: str) -> dict:
         return self._call("GET", f"/session/{self.session}/element/{element}/rect")
 
+    def execute(self, script: str, *args):
+        """Run ``script`` (a function body) in the page; its return value."""
+        return self._call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": list(args)})
+
+    def screenshot(self, path) -> None:
+        import base64
+        path.write_bytes(base64.b64decode(self._call("GET", f"/session/{self.session}/screenshot")))
+
     def close(self) -> None:
         try:
             self._call("DELETE", f"/session/{self.session}")
@@ -376,3 +384,335 @@ def test_trajectory_and_bag_size_of_bagged_and_auto_records():
     auto = {"chosen": "caruana", "chosen_fitted": bag}
     assert _first_trajectory(auto) == traj and _bagged(auto) == 5
     assert _first_trajectory({"weights": {}}) is None and _bagged({"weights": {}}) is None
+
+
+# --------------------------------------------------------------------------- telling a gain from noise
+LONG = ["Frame_level_Pooling_all", "Frame_level_Pooling_audio", "Frame_level_Pooling_rgb"]
+N_VERT = 4
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory, setup):
+    """Members with look-alike long names, an ensemble, a stacker's build record (importances) and a
+    vocabulary with verticals."""
+    root = tmp_path_factory.mktemp("rich")
+    stores = root / "stores"
+    stores.mkdir()
+    truth = setup["truth"]
+    preds = {}
+    for long, short in zip(LONG, NOISE):
+        preds[long] = setup["preds"][short]
+        write_store(stores / f"{long}.eval.full.h5", preds[long], model=long, split="eval")
+    avg = np.mean([p.dense() for p in preds.values()], axis=0)
+    preds["ens-xgb"] = Predictions.from_dense(truth.ids, avg, k=K)
+    write_store(stores / "ens-xgb.eval.full.h5", preds["ens-xgb"], model="ens-xgb", split="eval",
+                extra={"ensemble": {"scheme": "xgboost", "members": LONG}})
+    record = {"scheme": "xgboost", "name": "ens-xgb", "fit_split": "heldout", "members": LONG,
+              "best_single": [LONG[0], 0.8], "uniform_gap": 0.81,
+              "crossfit": {"n_folds": 5, "fold_scores": FOLD_SCORES, "estimate": 0.81},
+              "importance": {LONG[0]: 0.6, LONG[1]: 0.3, LONG[2]: 0.1},
+              "fitted": {"features": ["score_a", "rank_a"], "gain": {"score_a": 12.5, "rank_a": 3.0}}}
+    (stores / "ens-xgb.build.json").write_text(json.dumps(record))
+    vocab = root / "vocabulary.csv"
+    vocab.write_text("Index,Name,Vertical1\n" + "".join(f"{i},Label {i},V{i % N_VERT}\n" for i in range(C)))
+    out = root / "report"
+    write_report(out, members=[stores], labels=truth, split="eval", builds=[stores], vocabulary=vocab, k=K)
+    return dict(root=root, stores=stores, truth=truth, preds=preds, vocab=vocab, out=out,
+                index=out / "index.html", summary=json.loads((out / "summary.json").read_text()))
+
+
+def _fold_gaps(pred, truth, n_folds=10):
+    """GAP@K of each fold of the report's folds, by predictions.metrics on the fold's videos alone."""
+    from ensembler.crossfit import make_folds
+    folds = make_folds(len(truth), n_folds, 0)
+    return np.array([metrics.gap(pred.reindex(truth.ids[folds == f]), truth.reindex(truth.ids[folds == f]), K)
+                     for f in range(n_folds)])
+
+
+def test_standard_errors_match_fold_gaps(setup):
+    """Each GAP's s.e. is the fold s.e. of per-fold GAPs; a gain's s.e. is paired over the same folds."""
+    s, truth, preds = setup["summary"], setup["truth"], setup["preds"]
+    by = {r["name"]: r for r in s["leaderboard"]}
+    folds = {n: _fold_gaps(p, truth) for n, p in preds.items()}
+    for name, f in folds.items():
+        assert by[name]["gap_se"] == pytest.approx(f.std(ddof=1) / np.sqrt(10), abs=1e-9), name
+    d = folds["ens-uniform"] - folds["good"]
+    paired = d.std(ddof=1) / np.sqrt(10)
+    best = s["best"]
+    assert best["member"] == "good" and best["n_folds"] == 10
+    assert best["gain_over_best_member"] == pytest.approx(by["ens-uniform"]["gap"] - by["good"]["gap"], abs=1e-12)
+    assert best["gain_se"] == pytest.approx(paired, abs=1e-9)
+    assert best["gain_z"] == pytest.approx(best["gain_over_best_member"] / paired, rel=1e-6)
+    expected = ("within noise" if abs(best["gain_over_best_member"]) < 2 * paired else
+                "above noise" if best["gain_over_best_member"] > 0 else "below noise")
+    assert best["gain_verdict"] == expected
+    # pairing matters: the gain's s.e. is below the quadrature sum of the two models' own s.e.
+    assert paired < np.hypot(by["ens-uniform"]["gap_se"], by["good"]["gap_se"])
+    assert by["good"]["gain_vs_best_member"] is None and by["poor"]["gain_verdict"] == "below noise"
+    # the headline cards show the numbers with their s.e. and the verdict in words
+    html = setup["index"].read_text()
+    cards = re.findall(r'<div class="card[^"]*">.*?</div></div>', html)
+    gain_card = next(c for c in cards if "ensemble gain" in c)
+    assert f"\u00b1 {best['gain_se']:.4f}" in gain_card and f"{best['gain_over_best_member']:+.4f}" in gain_card
+    assert {"within noise": "within noise", "above noise": "a real gain",
+            "below noise": "a real loss"}[best["gain_verdict"]] in gain_card
+    best_card = next(c for c in cards if "best on eval" in c)
+    assert f"\u00b1 {by[best['model']]['gap_se']:.4f}" in best_card
+
+
+def test_grouped_gap_equals_gap_pooled():
+    from reports.noise import entries, grouped_gap
+    rng = np.random.default_rng(3)
+    n, C = 400, 30
+    ids = np.array([f"v{i}" for i in range(n)])
+    truth = Labels.from_lists(ids, [rng.choice(C, rng.integers(1, 4), replace=False) for _ in range(n)], C)
+    scores = np.round(rng.random((n, C)) * 0.5 + 0.5 * truth.dense(), 1).astype(np.float32)  # many ties
+    e = entries(Predictions.from_dense(ids, scores, k=K), truth, K)
+    cls_group = rng.integers(0, 5, C)  # a "vertical" per class
+    group = cls_group[e.labels]
+    n_pos = np.bincount(cls_group[truth.indices], minlength=5)
+    got = grouped_gap(group, e.scores, e.is_pos, n_pos)
+    for g in range(5):
+        m = group == g
+        ref = metrics.gap_pooled(e.rows[m], e.scores[m], e.is_pos[m], int(n_pos[g]), k=None)
+        assert got[g] == pytest.approx(ref, abs=1e-12), g
+    whole = grouped_gap(np.zeros(len(e.rows), np.int64), e.scores, e.is_pos, [len(truth.indices)])[0]
+    assert whole == pytest.approx(metrics.gap(Predictions.from_dense(ids, scores, k=K), truth, K), abs=1e-12)
+    assert np.isnan(grouped_gap(np.zeros(3, np.int64), np.ones(3), np.zeros(3, bool), [0])[0])
+
+
+def test_per_vertical_breakdown(rich):
+    """GAP per vertical of the best member and the best ensemble, by an independent computation."""
+    s, truth, preds = rich["summary"], rich["truth"], rich["preds"]
+    member, ens = s["best"]["member"], s["best"]["ensemble"]
+    assert (member, ens) == ("Frame_level_Pooling_all", "ens-xgb")
+    rows = {r["vertical"]: r for r in s["verticals"]}
+    assert set(rows) == {f"V{v}" for v in range(N_VERT)}
+    vert_of = np.arange(C) % N_VERT
+    for v in range(N_VERT):
+        r = rows[f"V{v}"]
+        assert r["classes"] == int(np.sum(vert_of == v))
+        assert r["positives"] == int(np.sum(vert_of[truth.indices] == v))
+        for name in (member, ens):
+            top = preds[name].topk(K)
+            rws = np.repeat(np.arange(N), top.scores.shape[1])
+            lab = top.indices.ravel()
+            m = vert_of[lab] == v
+            ref = metrics.gap_pooled(rws[m], top.scores.ravel()[m], truth.is_positive(rws, lab)[m],
+                                     r["positives"], k=None)
+            assert r["gap"][name] == pytest.approx(ref, abs=1e-9), (v, name)
+        assert r["change"] == pytest.approx(r["gap"][ens] - r["gap"][member], abs=1e-12)
+        assert r["change_se"] > 0 and r["verdict"] in ("within noise", "above noise", "below noise")
+    html = rich["index"].read_text()
+    assert 'id="verticals"' in html and "GAP Frame_level_Pooling_all" in html
+
+
+def test_importances_shown(rich):
+    s = rich["summary"]
+    b = s["builds"]["ens-xgb"]
+    assert b["importance"] == {LONG[0]: 0.6, LONG[1]: 0.3, LONG[2]: 0.1}
+    assert b["features"] == ["gain", {"score_a": 12.5, "rank_a": 3.0}]
+    for key in ("importance:ens-xgb", "features:ens-xgb"):
+        assert (rich["out"] / s["figures"][key]).read_bytes()[:8] == PNG_MAGIC
+    html = rich["index"].read_text()
+    assert "ens-xgb: member importance" in html and "60.0%" in html
+    # the fit-split gain of the estimate over the best single, judged against the estimate's s.e.:
+    # 0.81 - 0.80 = 0.01 < 2 x 0.0071, within noise
+    assert b["gain_over_best_single"] == pytest.approx(0.01) and b["gain_verdict"] == "within noise"
+
+
+def test_names_are_never_truncated_into_look_alikes():
+    from reports.plots import distinct_labels
+    assert len(set(distinct_labels(LONG, 18))) == 3
+    assert all(len(x) <= 18 for x in distinct_labels(LONG, 18))
+    assert distinct_labels(["lr", "moe"], 18) == ["lr", "moe"]
+    # names that differ only inside the cut keep their full text
+    names = ["a" * 20 + "1" + "b" * 20, "a" * 20 + "2" + "b" * 20]
+    assert distinct_labels(names, 18) == names
+
+
+def test_correlation_cells_tell_0996_from_1():
+    from reports.plots import corr_text
+    assert [corr_text(x) for x in (0.996, 0.9996, 0.99999, 1.0, 0.5)] == ["0.996", "0.9996", ">0.9999", "1", "0.500"]
+
+
+def test_trajectory_axis_does_not_magnify_tiny_steps():
+    from matplotlib.figure import Figure
+
+    from reports.plots import MIN_SPAN, _floor_span
+    ax = Figure().add_subplot()
+    _floor_span(ax, np.array([0.69777, 0.69781, 0.69787]), MIN_SPAN)
+    lo, hi = ax.get_ylim()
+    assert hi - lo >= MIN_SPAN and lo < 0.69777 and hi > 0.69787
+    _floor_span(ax, np.array([0.5, 0.7]), MIN_SPAN)  # a real climb keeps its own range (+10 %)
+    assert ax.get_ylim() == pytest.approx((0.48, 0.72))
+
+
+# --------------------------------------------------------------------------- bad inputs (issue 25)
+def test_vocabulary_of_another_class_count_is_refused(tmp_path, setup):
+    for n in (100, 4716):  # 100 names for 40 classes; a vocabulary of another class set
+        vocab = tmp_path / f"v{n}.csv"
+        vocab.write_text("label_id,label_name\n" + "".join(f"{i},name {i}\n" for i in range(n)))
+        with pytest.raises(InputError) as err:
+            write_report(tmp_path / "r", members=[setup["stores"]], labels=setup["truth"], vocabulary=vocab)
+        assert str(err.value).startswith(str(vocab)) and f"lists {n:,} classes" in str(err.value)
+        assert f"have {C}" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_vocabulary_fifo_is_refused_unopened(tmp_path, setup):
+    import threading
+    fifo = tmp_path / "vocab.csv"
+    os.mkfifo(fifo)
+
+    def rescue():  # if the report opened the FIFO it would block: give it an empty writer instead
+        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        os.close(fd)
+
+    timer = threading.Timer(10, rescue)
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(InputError, match="FIFO"):
+            write_report(tmp_path / "r", members=[setup["stores"]], labels=setup["truth"], vocabulary=fifo)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 10
+    assert not (tmp_path / "r").exists()
+
+
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_full_disk_is_one_line_error_and_keeps_previous_report(tmp_path, setup, monkeypatch):
+    import errno
+
+    from reports import report
+    out = tmp_path / "r"
+    write_report(out, members=[setup["stores"]], labels=setup["truth"])
+    before = (out / "index.html").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report.plots, "leaderboard", full)
+    with pytest.raises(InputError) as err:
+        write_report(out, members=[setup["stores"]], labels=setup["truth"])
+    assert str(err.value) == f"{out}: cannot write the report (No space left on device); nothing was written"
+    assert (out / "index.html").read_bytes() == before and _leftovers(tmp_path) == []
+
+
+def _mount_tmpfs(where, options: str):
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+@pytest.mark.parametrize("options, why", [("size=64k", "No space left on device"),
+                                          ("ro,size=1m", "Read-only file system")])
+def test_report_onto_a_full_or_read_only_tmpfs(tmp_path, setup, options, why):
+    """A real tiny (or read-only) file system: a one-line error naming the report, nothing left on it."""
+    mnt = tmp_path / "mnt"
+    _mount_tmpfs(mnt, options)
+    try:
+        out = mnt / "report"
+        with pytest.raises(InputError) as err:
+            write_report(out, members=[setup["stores"]], labels=setup["truth"])
+        assert str(err.value).startswith(f"{out}: cannot write the report ({why})")
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_missing_matplotlib_says_what_to_install(tmp_path, setup, monkeypatch):
+    import sys
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(InputError, match=re.escape('pip install "yt8m-ensembler[report]"')) as err:
+        write_report(tmp_path / "r", members=[setup["stores"]], labels=setup["truth"])
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_report_cli(tmp_path, setup, capsys):
+    import argparse
+
+    from reports import cli
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    cli.add_arguments(parser)
+    out = tmp_path / "r"
+    args = parser.parse_args(["--members", str(setup["stores"]), "--labels", str(setup["root"] / "labels.eval.h5"),
+                              "--builds", str(setup["stores"]), "--out", str(out), "--json"])
+    assert cli.run(args) == 0
+    assert json.loads(capsys.readouterr().out) == {"index": str(out / "index.html")}
+    vocab = tmp_path / "v.csv"
+    vocab.write_text("label_id,label_name\n" + "".join(f"{i},n{i}\n" for i in range(100)))
+    args = parser.parse_args(["--members", str(setup["stores"]), "--labels", str(setup["root"] / "labels.eval.h5"),
+                              "--vocabulary", str(vocab), "--out", str(tmp_path / "r2"), "--quiet"])
+    assert cli.run(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"ensemble: error: {vocab}: the vocabulary lists 100 classes")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--members", "x", "--labels", "y", "--out", "z", "--k", "0"])
+
+
+@pytest.mark.slow
+def test_page_fits_1400px_and_tells_noise_in_chromium(rich, tmp_path):
+    """At 1400 px nothing scrolls sideways (page or table), names stay whole and distinct, the headline
+    cards carry their standard errors and verdict, the per-vertical and importance parts are laid out."""
+    driver = _browser_or_skip("chromedriver")
+    wd = _WebDriver(driver, _chromium(), tmp_path / "profile")
+    try:
+        wd.get(rich["index"].as_uri())
+        wd.execute("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });")
+        deadline = time.monotonic() + 20
+        while not wd.execute("return Array.from(document.images).every(i => i.complete);"):
+            assert time.monotonic() < deadline, "images did not load within 20 s"
+            time.sleep(0.2)
+        width = wd.execute("return document.documentElement.clientWidth;")
+        assert 1350 <= width <= 1400, width
+        assert wd.execute("return document.documentElement.scrollWidth;") <= width
+        wide = wd.execute("return Array.from(document.querySelectorAll('.scroll'))"
+                          ".filter(e => e.scrollWidth > e.clientWidth).map(e => e.parentNode.id);")
+        assert wide == [], wide
+        names = [wd.text(e) for e in wd.find_all("#leaderboard td.name")]
+        assert sorted(names) == sorted(LONG + ["ens-xgb"])
+        for e in wd.find_all("#leaderboard td.name"):
+            box = wd.rect(e)
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
+        cards = {wd.text(e).split("\n")[0]: wd.text(e) for e in wd.find_all(".card")}
+        best = rich["summary"]["best"]
+        assert f"\u00b1 {best['gain_se']:.4f}" in cards["ensemble gain"]
+        assert best["gain_verdict"].replace("above noise", "a real gain").replace(
+            "below noise", "a real loss") in cards["ensemble gain"]
+        gap_se = next(r["gap_se"] for r in rich["summary"]["leaderboard"] if r["name"] == best["model"])
+        assert f"\u00b1 {gap_se:.4f}" in cards["best on eval"]
+        rows = wd.find_all("#verticals tbody tr")
+        assert len(rows) == N_VERT and all(wd.rect(r)["height"] > 8 for r in rows)
+        imgs = wd.execute("return Array.from(document.querySelectorAll('#builds img'))"
+                          ".map(i => [i.getAttribute('src'), i.naturalWidth, i.getBoundingClientRect().right]);")
+        assert {"importance_0.png", "features_0.png"} <= {src for src, _, _ in imgs}
+        assert all(natural > 100 and right <= width for _, natural, right in imgs), imgs
+        wd.screenshot(tmp_path / "page.png")
+        assert (tmp_path / "page.png").read_bytes()[:8] == PNG_MAGIC
+        if os.environ.get("REPORT_SCREENSHOT"):
+            shutil.copy(tmp_path / "page.png", os.environ["REPORT_SCREENSHOT"])
+    finally:
+        wd.close()
+
+
+def test_matplotlib_is_imported_lazily():
+    """``import reports`` (and its CLI module) leaves matplotlib unimported: it is the [report] extra."""
+    import sys
+    code = ("import sys, reports, reports.cli, reports.plots; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -429,7 +429,7 @@ def test_checksum_of_ids_of_mixed_lengths_and_utf8(tmp_path):
     with open_store(path) as r:
         assert r.meta.checksum == hashlib.sha256(b"yt8m-predictions-v1\n3\n" + h_ids + h_idx + h_sc).hexdigest()
         r.verify()
-    small = store._Checksum(3)
+    small = store.Checksum(3)
     raw = np.array([i.encode() for i in ids], dtype="S")
     for a in range(0, len(raw), 1000):  # blocks smaller than the ids' block: same stream
         small.update_ids(raw[a:a + 1000])

@@ -1,13 +1,13 @@
 """The build's fast path for weighted-mean schemes: ``weighted_top_k`` gives what the candidates path
 gives (same labels in the same order, same padding; sums equal up to float32 rounding), and
-``linear_weights`` trusts exactly the schemes whose score is a weighted mean."""
+``Combiner.linear_weights()`` is declared by exactly the schemes whose score is a weighted mean."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from ensembler import create_combiner
-from ensembler.build import build, linear_weights
+from ensembler.build import build
 from ensembler.candidates import Candidates, weighted_top_k
 from ensembler.crossfit import FoldBag
 from ensembler.schemes.averaging import UniformAverage
@@ -96,19 +96,56 @@ def test_linear_weights_trusts_only_weighted_means():
     labels = Labels.from_lists(members[0].ids, [rng.choice(12, 2, replace=False) for _ in range(300)], 12)
     for scheme in ("uniform", "gap", "caruana", "optimized"):
         comb = _fitted(scheme, cands, labels)
-        np.testing.assert_array_equal(linear_weights(comb), comb.member_weights_)
+        np.testing.assert_array_equal(comb.linear_weights(), comb.member_weights_)
     for scheme in ("power", "rank", "geometric", "per-class", "lr"):
-        assert linear_weights(_fitted(scheme, cands, labels)) is None, scheme
+        assert _fitted(scheme, cands, labels).linear_weights() is None, scheme
     bag = FoldBag(create_combiner("gap"), n_folds=3).fit(cands, labels)
-    np.testing.assert_allclose(linear_weights(bag), np.mean([m.member_weights_ for m in bag.models_], axis=0))
+    np.testing.assert_allclose(bag.linear_weights(), np.mean([m.member_weights_ for m in bag.models_], axis=0))
     # the bag's own scores are its weighted mean with those weights
-    np.testing.assert_allclose(bag.predict_scores(cands), cands.scores @ linear_weights(bag), atol=1e-6)
+    np.testing.assert_allclose(bag.predict_scores(cands), cands.scores @ bag.linear_weights(), atol=1e-6)
 
     class Squared(UniformAverage):  # a subclass changing the score is not trusted
         def _predict(self, c):
             return super()._predict(c) ** 2
 
-    assert linear_weights(Squared().fit(cands)) is None
+    assert Squared().fit(cands).linear_weights() is None
+
+
+def test_a_new_linear_scheme_streams_through_the_fast_path(tmp_path, monkeypatch):
+    """A scheme registered today that declares linear_weights() is combined by weighted_top_k in a build,
+    and its output equals its own predict()."""
+    from ensembler import base, streaming
+    from ensembler.base import Combiner, register_combiner
+
+    class FirstMemberOnly(Combiner):
+        """All the weight on the first member (a weighted mean)."""
+
+        def _fit(self, cands, labels, y):
+            self.member_weights_ = np.eye(cands.n_members)[0]
+
+        def _predict(self, cands):
+            return cands.scores @ self.member_weights_.astype(np.float32)
+
+        def linear_weights(self):
+            return self.member_weights_
+
+    monkeypatch.setitem(base._COMBINERS, "first-only", FirstMemberOnly)
+    FirstMemberOnly.name = "first-only"
+    calls = []
+    real = streaming.weighted_top_k
+    monkeypatch.setattr(streaming, "weighted_top_k", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    run = write_members(tmp_path / "m", C=40, noises=(1.0, 2.0))
+    rec = build([str(run["predictions"])], scheme="first-only", labels=[str(run["labels"])], out=tmp_path / "o",
+                progress=False, log=lambda *a: None)
+    assert calls, "the declared weighted mean did not take the fast path"
+    first = rec.member_names[0]
+    assert rec.weights == {first: 1.0, rec.member_names[1]: 0.0}
+    import ensembler
+    test = ensembler.load_members(str(run["predictions"]), split="test")
+    out = read_store(rec.outputs["test"])
+    expected = FirstMemberOnly().fit(test).predict(test, k=out.k)
+    np.testing.assert_allclose(np.sort(out.scores, axis=1), np.sort(expected.reindex(out.ids).scores, axis=1),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("scheme", ["uniform", "gap", "power"])

@@ -26,16 +26,17 @@ Fitted: ``scheme_`` (the winner), ``final_`` (its final model),
 """
 from __future__ import annotations
 
-import numbers
 import time
 
 import numpy as np
 
 from predictions.errors import InputError
+from predictions.params import Num
 
 from ..base import Combiner, combiner_class, list_combiners, register_combiner
 from ..crossfit import FoldBag, crossfit
-from .common import by_member, check_number
+
+from .common import by_member
 
 __all__ = ["AutoScheme", "default_schemes"]
 
@@ -61,6 +62,7 @@ class AutoScheme(Combiner):
     """
 
     learned = True
+    _transient = ("candidates_",)      # the candidates' cross-fits: the record has them
     #: fit_ensemble must not bag auto's fold models: auto bags its winner itself (and its
     #: estimate in fit_ensemble is then nested).
     selects_scheme = True
@@ -94,7 +96,9 @@ class AutoScheme(Combiner):
         from ..ensemble import make_combiner            # ensemble imports the registry, not the schemes
         return make_combiner(scheme, (self.params or {}).get(scheme), self.random_state)
 
-    def _validate(self) -> None:
+    _parameter_constraints = {"n_folds": Num(lo=2, hi=1000, integer=True), "k": Num(lo=1, integer=True)}
+
+    def _check(self) -> None:
         names = self._scheme_list()
         if self.params is not None:
             if not isinstance(self.params, dict) or not all(isinstance(v, dict) for v in self.params.values()):
@@ -102,9 +106,6 @@ class AutoScheme(Combiner):
             extra = sorted(set(self.params) - set(names))
             if extra:
                 raise InputError(f"params given for scheme(s) auto does not try: {', '.join(extra)}")
-        if not (isinstance(self.n_folds, numbers.Integral) and self.n_folds >= 2):
-            raise InputError(f"n_folds must be an integer >= 2, got {self.n_folds!r}")
-        check_number("k", self.k, lo=1, integer=True)
         for scheme in names:
             self._candidate(scheme)                    # unknown parameters fail now, before any fit
 
@@ -134,6 +135,13 @@ class AutoScheme(Combiner):
 
     def _predict(self, cands) -> np.ndarray:
         return self.final_.predict_scores(cands)
+
+    def linear_weights(self) -> np.ndarray | None:
+        """The chosen model's weights, when it is a weighted mean."""
+        return self.final_.linear_weights() if type(self)._predict is AutoScheme._predict else None
+
+    def importance(self) -> dict | None:
+        return self.final_.importance()
 
     def describe(self) -> dict:
         out = {"chosen": self.scheme_,

@@ -17,8 +17,10 @@ Every scheme maps the (R, M) score matrix of :class:`~ensembler.candidates.Candi
                 only some members propose is strongly penalised.
 
 Fitted, each holds its per-member weights in ``member_weights_``; all but
-``gap`` take them as ``member_weights=None`` (uniform) or one non-negative
-number per member (normalised to sum 1).
+``gap`` take them as ``member_weights=None`` (uniform), one non-negative
+number per member in the members' order, or ``{member name: weight}``
+(normalised to sum 1). ``uniform`` and ``gap`` are weighted means
+(:meth:`~ensembler.base.Combiner.linear_weights`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ import numpy as np
 
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
-from .common import by_member, check_member_weights, check_member_weights_param, check_number, weighted_mean
+from predictions.params import Num
+
+from .common import MEMBER_WEIGHTS, by_member, check_member_weights, declared_linear, weighted_mean
 
 __all__ = ["UniformAverage", "GapWeighted", "RankAverage", "PowerMean", "GeometricMean"]
 
@@ -36,15 +40,14 @@ class _Averaging(Combiner):
     """Shared machinery: optional per-member weights, fitted into ``member_weights_``."""
 
     learned = False
+    _parameter_constraints = {"member_weights": MEMBER_WEIGHTS}
 
     def __init__(self, member_weights=None):
         self.member_weights = member_weights
 
-    def _validate(self) -> None:
-        check_member_weights_param(self.member_weights)
-
     def _fit(self, cands, labels, y) -> None:
-        self.member_weights_ = check_member_weights(self.member_weights, cands.n_members)
+        self.member_weights_ = check_member_weights(self.member_weights, cands.n_members,
+                                                    member_names=cands.member_names)
 
     def describe(self) -> dict:
         return {"weights": by_member(self.member_names_, self.member_weights_)}
@@ -57,6 +60,9 @@ class UniformAverage(_Averaging):
     def _predict(self, cands: Candidates) -> np.ndarray:
         return weighted_mean(cands.scores, self.member_weights_)
 
+    def linear_weights(self) -> np.ndarray | None:
+        return declared_linear(self, UniformAverage)
+
 
 @register_combiner("gap")
 class GapWeighted(Combiner):
@@ -67,12 +73,10 @@ class GapWeighted(Combiner):
     """
 
     learned = True
+    _parameter_constraints = {"k": Num(lo=1, integer=True)}
 
     def __init__(self, k: int = 20):
         self.k = k
-
-    def _validate(self) -> None:
-        check_number("k", self.k, lo=1, integer=True)
 
     def _fit(self, cands, labels, y) -> None:
         scorer = cands.scorer(labels, self.k, y)
@@ -83,6 +87,9 @@ class GapWeighted(Combiner):
 
     def _predict(self, cands: Candidates) -> np.ndarray:
         return weighted_mean(cands.scores, self.member_weights_)
+
+    def linear_weights(self) -> np.ndarray | None:
+        return declared_linear(self, GapWeighted)
 
     def describe(self) -> dict:
         return {"weights": by_member(self.member_names_, self.member_weights_),
@@ -104,9 +111,7 @@ class RankAverage(_Averaging):
         self.member_weights = member_weights
         self.depth = depth
 
-    def _validate(self) -> None:
-        super()._validate()
-        check_number("depth", self.depth, lo=1, integer=True, allow_none=True)
+    _parameter_constraints = {**_Averaging._parameter_constraints, "depth": Num(lo=1, integer=True, none=True)}
 
     def _fit(self, cands, labels, y) -> None:
         super()._fit(cands, labels, y)
@@ -132,9 +137,7 @@ class PowerMean(_Averaging):
         self.member_weights = member_weights
         self.p = p
 
-    def _validate(self) -> None:
-        super()._validate()
-        check_number("p", self.p, lo=0, lo_open=True)
+    _parameter_constraints = {**_Averaging._parameter_constraints, "p": Num(lo=0, lo_open=True, hi=1000)}
 
     def _predict(self, cands: Candidates) -> np.ndarray:
         p = np.float32(self.p)
@@ -153,9 +156,7 @@ class GeometricMean(_Averaging):
         self.member_weights = member_weights
         self.eps = eps
 
-    def _validate(self) -> None:
-        super()._validate()
-        check_number("eps", self.eps, lo=0, lo_open=True, hi=1)
+    _parameter_constraints = {**_Averaging._parameter_constraints, "eps": Num(lo=0, lo_open=True, hi=1)}
 
     def _predict(self, cands: Candidates) -> np.ndarray:
         logs = np.log(np.clip(cands.scores, np.float32(self.eps), 1, dtype=np.float32))

@@ -20,7 +20,9 @@ from predictions.errors import InputError
 
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
-from .common import by_member, check_number, weighted_mean
+from predictions.params import Num, check_params
+
+from .common import by_member, declared_linear, weighted_mean
 
 __all__ = ["EnsembleSelection", "CaruanaSelection"]
 
@@ -52,10 +54,15 @@ class EnsembleSelection:
         self.bag_fraction = bag_fraction
         self.random_state = random_state
 
+    #: Largest ``n_iterations`` (and ``bagging_rounds``): a selection's weights are counts over its
+    #: steps, so beyond this many steps they change by less than 1e-5; more only costs time.
+    MAX_ITERATIONS = 100_000
+    _parameter_constraints = {"n_iterations": Num(lo=1, hi=MAX_ITERATIONS, integer=True),
+                              "bagging_rounds": Num(lo=0, hi=10_000, integer=True),
+                              "bag_fraction": Num(lo=0, lo_open=True, hi=1)}
+
     def _validate(self) -> None:
-        check_number("n_iterations", self.n_iterations, lo=1, integer=True)
-        check_number("bagging_rounds", self.bagging_rounds, lo=0, integer=True)
-        check_number("bag_fraction", self.bag_fraction, lo=0, lo_open=True, hi=1)
+        check_params(self, self._parameter_constraints)
 
     def fit(self, score_matrix: np.ndarray, score_fn) -> "EnsembleSelection":
         """Select from the (R, M) member scores; ``score_fn(combined (R,)) -> float``, higher is better."""
@@ -125,9 +132,7 @@ class CaruanaSelection(Combiner):
     def _selector(self) -> EnsembleSelection:
         return EnsembleSelection(self.n_iterations, self.bagging_rounds, self.bag_fraction, self.random_state)
 
-    def _validate(self) -> None:
-        self._selector()._validate()
-        check_number("k", self.k, lo=1, integer=True)
+    _parameter_constraints = {**EnsembleSelection._parameter_constraints, "k": Num(lo=1, integer=True)}
 
     def _fit(self, cands, labels, y) -> None:
         scorer = cands.scorer(labels, self.k, y)
@@ -136,6 +141,9 @@ class CaruanaSelection(Combiner):
 
     def _predict(self, cands: Candidates) -> np.ndarray:
         return weighted_mean(cands.scores, self.member_weights_)
+
+    def linear_weights(self) -> np.ndarray | None:
+        return declared_linear(self, CaruanaSelection)
 
     def describe(self) -> dict:
         sel, names = self.selection_, self.member_names_

@@ -38,10 +38,11 @@ import numpy as np
 
 from predictions import metrics
 from predictions.errors import InputError
+from predictions.params import Choice, Num, check_number
 
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
-from .common import by_member, check_number, weighted_mean
+from .common import by_member, declared_linear, weighted_mean
 
 __all__ = ["coordinate_search", "fit_surrogate", "optimize_weights", "member_class_ap",
            "OptimizedWeights", "PerClassWeights"]
@@ -162,11 +163,9 @@ def member_class_ap(cands: Candidates, y: np.ndarray, num_pos_per_class: np.ndar
 
 
 # --------------------------------------------------------------------------- combiners
-def _check_common(method, max_evals, k) -> None:
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    check_number("max_evals", max_evals, lo=1, integer=True)
-    check_number("k", k, lo=1, integer=True)
+#: Parameters shared by ``optimized`` and ``per-class``.
+_COMMON = {"method": Choice(*METHODS), "max_evals": Num(lo=1, hi=1_000_000, integer=True),
+           "k": Num(lo=1, integer=True)}
 
 
 @register_combiner("optimized")
@@ -184,8 +183,7 @@ class OptimizedWeights(Combiner):
         self.k = k
         self.random_state = random_state
 
-    def _validate(self) -> None:
-        _check_common(self.method, self.max_evals, self.k)
+    _parameter_constraints = _COMMON
 
     def _fit(self, cands, labels, y) -> None:
         scorer = cands.scorer(labels, self.k, y)
@@ -198,6 +196,9 @@ class OptimizedWeights(Combiner):
 
     def _predict(self, cands: Candidates) -> np.ndarray:
         return weighted_mean(cands.scores, self.member_weights_)
+
+    def linear_weights(self) -> np.ndarray | None:
+        return declared_linear(self, OptimizedWeights)
 
     def describe(self) -> dict:
         return {"weights": by_member(self.member_names_, self.member_weights_), "fit_gap": float(self.fit_gap_),
@@ -222,9 +223,7 @@ class PerClassWeights(Combiner):
         self.k = k
         self.random_state = random_state
 
-    def _validate(self) -> None:
-        check_number("lam", self.lam, lo=0, allow_inf=True)
-        _check_common(self.method, self.max_evals, self.k)
+    _parameter_constraints = {"lam": Num(lo=0, inf=True), **_COMMON}
 
     def _fit(self, cands, labels, y) -> None:
         scorer = cands.scorer(labels, self.k, y)

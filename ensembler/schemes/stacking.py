@@ -30,19 +30,20 @@ Features of a candidate (:func:`stacking_features`, pure numpy), for M members:
 """
 from __future__ import annotations
 
-import numbers
 import os
+import re
 
 import numpy as np
 
 from predictions.errors import InputError
+from predictions.extras import require
+from predictions.params import MAX_SEED, Check, Choice, Num, is_integer
 from predictions.types import Labels
 from predictions.vocabulary import class_verticals
 
 from ..base import Combiner, register_combiner
 from ..candidates import Candidates
 from ..distributed import active_client
-from .common import check_number
 
 _EPS = 1e-9
 
@@ -55,8 +56,7 @@ def _import_xgboost():
     machine ran 5-20x slower than with one thread. A value set by the user wins.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import xgboost
-    return xgboost
+    return require("xgboost", "xgboost", what="the xgboost stacking scheme")
 
 
 # --------------------------------------------------------------------------
@@ -193,6 +193,21 @@ def _rank_within_video(row: np.ndarray, score: np.ndarray, label: np.ndarray) ->
 # --------------------------------------------------------------------------
 # combiners
 # --------------------------------------------------------------------------
+def _check_prior_folds(name: str, value) -> None:
+    if not (is_integer(value) and (value == 0 or 2 <= value <= 1000)):
+        raise InputError(f"{name} must be 0 (in-sample priors) or an integer in [2, 1000], got {value!r}")
+
+
+def _check_n_jobs(name: str, value) -> None:
+    if value is not None and not (is_integer(value) and value != 0 and abs(value) <= 4096):
+        raise InputError(f"{name} must be None or a non-zero integer (-1: all cores), got {value!r}")
+
+
+def _check_device(name: str, value) -> None:
+    if not (value in ("auto", "cpu", "cuda", "gpu") or (isinstance(value, str) and re.fullmatch(r"cuda:\d+", value))):
+        raise InputError(f"{name} must be auto, cpu or cuda[:N], got {value!r}")
+
+
 class _Stacker(Combiner):
     """Shared feature handling of the stacking combiners (fit-time priors, verticals).
 
@@ -203,13 +218,12 @@ class _Stacker(Combiner):
     learned = True
     _present_flags = True        # include the present_<m> columns
 
-    def _check_common(self) -> None:
-        if not isinstance(self.class_prior, (bool, np.bool_)):
-            raise InputError(f"class_prior must be true or false, got {self.class_prior!r}")
-        check_number("prior_alpha", self.prior_alpha, lo=0, lo_open=True)
-        if not (isinstance(self.prior_folds, numbers.Integral) and self.prior_folds >= 0
-                and self.prior_folds != 1):
-            raise InputError(f"prior_folds must be 0 (in-sample priors) or >= 2, got {self.prior_folds!r}")
+    _parameter_constraints = {
+        "class_prior": Choice(True, False),
+        "prior_alpha": Num(lo=0, lo_open=True, hi=1e12),
+        "prior_folds": Check(_check_prior_folds, "0 (in-sample priors) or an integer in [2, 1000]"),
+        "random_state": Num(lo=0, hi=MAX_SEED, integer=True, none=True),
+    }
 
     def _train_features(self, cands: Candidates, labels: Labels) -> np.ndarray:
         labels = labels.reindex(cands.ids)
@@ -315,25 +329,17 @@ class XGBoostStacker(_Stacker):
         self.prior_alpha = prior_alpha
         self.prior_folds = prior_folds
 
-    def _validate(self) -> None:
-        self._check_common()
-        for name in ("n_estimators", "max_depth", "max_bin"):
-            check_number(name, getattr(self, name), lo=1, integer=True)
-        check_number("learning_rate", self.learning_rate, lo=0, lo_open=True)
-        for name in ("subsample", "colsample_bytree"):
-            check_number(name, getattr(self, name), lo=0, lo_open=True, hi=1)
-        check_number("min_child_weight", self.min_child_weight, lo=0)
-        check_number("reg_lambda", self.reg_lambda, lo=0)
-        check_number("early_stopping_rounds", self.early_stopping_rounds, lo=1, integer=True, allow_none=True)
-        check_number("validation_fraction", self.validation_fraction, lo=0, lo_open=True, hi=0.5)
-        if not isinstance(self.monotone, (bool, np.bool_)):
-            raise InputError(f"monotone must be true or false, got {self.monotone!r}")
-        if self.tree_method not in ("hist", "approx", "exact"):
-            raise InputError(f"tree_method must be hist, approx or exact, got {self.tree_method!r}")
-        if not (self.device in ("auto", "cpu", "cuda", "gpu") or str(self.device).startswith("cuda:")):
-            raise InputError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        if self.n_jobs is not None and not (isinstance(self.n_jobs, numbers.Integral) and self.n_jobs != 0):
-            raise InputError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}")
+    _parameter_constraints = {
+        **_Stacker._parameter_constraints,
+        "n_estimators": Num(lo=1, hi=100_000, integer=True), "max_depth": Num(lo=1, hi=64, integer=True),
+        "max_bin": Num(lo=2, hi=65_536, integer=True), "learning_rate": Num(lo=0, lo_open=True, hi=10),
+        "subsample": Num(lo=0, lo_open=True, hi=1), "colsample_bytree": Num(lo=0, lo_open=True, hi=1),
+        "min_child_weight": Num(lo=0, hi=1e12), "reg_lambda": Num(lo=0, hi=1e12),
+        "early_stopping_rounds": Num(lo=1, hi=100_000, integer=True, none=True),
+        "validation_fraction": Num(lo=0, lo_open=True, hi=0.5), "monotone": Choice(True, False),
+        "tree_method": Choice("hist", "approx", "exact"), "device": Check(_check_device, "auto, cpu or cuda[:N]"),
+        "n_jobs": Check(_check_n_jobs, "None or a non-zero integer (-1: all cores)"),
+    }
 
     def _resolve_device(self) -> str:
         if self.device != "auto":
@@ -416,10 +422,8 @@ class LogisticStacker(_Stacker):
         self.prior_alpha = prior_alpha
         self.prior_folds = prior_folds
 
-    def _validate(self) -> None:
-        self._check_common()
-        check_number("C", self.C, lo=0, lo_open=True)
-        check_number("max_iter", self.max_iter, lo=1, integer=True)
+    _parameter_constraints = {**_Stacker._parameter_constraints, "C": Num(lo=0, lo_open=True, hi=1e12),
+                              "max_iter": Num(lo=1, hi=1_000_000, integer=True)}
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         """Standardise numeric columns; one-hot the vertical (last column) when present."""

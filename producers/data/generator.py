@@ -9,27 +9,51 @@ under ``out_dir``::
     vocabulary.csv                          Index,Name,Vertical1 ("class-0042", "Vertical-07")
     test_truth.csv                          VideoId,Labels (space-separated) for scoring the test split
 
-The model of the data:
+The model of the data (each effect is a parameter of :func:`generate`; the
+defaults were chosen by ``scripts/calibrate_generator.py``, see docs/generator.md):
 
-* class frequencies are Zipf-like, ``(rank + 1) ** -1.2`` (class 0 the most
-  frequent); each class belongs to one of ``num_verticals`` verticals;
-* a video picks a vertical (by mass) and draws ``1 + NegBin(2, 0.47)`` labels
-  (mean 3.25 before de-duplication and dropping, about 3 per record, like the real label counts), each from its vertical with
+* labels: class frequencies are Zipf-like, ``(rank + 1) ** -1.2`` (class 0 the
+  most frequent); each class belongs to one of ``num_verticals`` verticals; a
+  video picks a vertical (by mass) and draws ``1 + NegBin(2, 0.47)`` labels
+  (about 3 per record, like the real label counts), each from its vertical with
   probability 0.85, else from all classes;
-* each class has a random prototype in the 1024 + 128 feature dims, correlated
-  with its vertical's prototype (so classes of one vertical are confusable);
-* a video's signal is the Gamma(2)-weighted mix of its labels' prototypes; a
-  fraction (uniform in [0, 2 * blank]) of its frames is uninformative; a
-  per-video nuisance offset of std ``noise`` does not average out over frames;
+* confusable classes (``confusable``): a class prototype in the 1024 + 128
+  feature dims has correlation ``confusable`` with its vertical's prototype;
+* several modes per class (``modes``, ``nonlinear``): class c shows one of
+  ``modes`` prototypes per video, ``sqrt(1 - n_c) base_c + sqrt(n_c) v_ck``
+  with the mode offsets ``v_ck`` centred over k, so that the class mean (all a
+  linear model sees) carries only the ``1 - n_c`` part; ``n_c`` is uniform in
+  ``[0, 2 * nonlinear]`` (at most 0.95). With 2 modes the offsets are
+  antipodal: ``+v`` and ``-v`` cancel in any linear score;
+* conjunctions (``conjunction``): that fraction of the classes has no evidence
+  of its own: its base is the sum of the bases of two other classes of its
+  vertical ("concert" = "guitar" + "stage"), so it is told from either parent
+  only by the presence of both;
+* single-modality evidence (``audio_classes``, ``visual_only``): that fraction
+  of the classes is audio-dominant (the rgb part of its prototypes scaled by
+  0.2, like music), that fraction visual-only (no audio part); the rest show
+  in both;
+* temporal classes (``temporal``): that fraction of the classes comes in pairs
+  with identical prototypes, told apart only by *when* or *in what order*
+  their evidence shows in the frames (kinds in turn): a sequence of two topics
+  (A then B vs B then A), a late event (the last quarter vs the first quarter)
+  and a short segment (a 10 % burst vs the same mass spread thin). The frame
+  means of the two classes of a pair have the same distribution, so no
+  video-level model or mean pooling can separate them; a temporal model can;
+* a video's signal is the Gamma(2)-weighted mix of its labels' mode
+  prototypes; a fraction (uniform in [0, 2 * blank]) of its frames is
+  uninformative; a per-video nuisance offset of std ``noise`` does not
+  average out over frames;
 * frame level: 60-300 frames in topic segments (each shows one of the video's
-  labels' prototype plus per-frame noise, some segments are pure noise),
-  quantised to uint8 like the official data; with ``level="both"`` the
-  video-level ``mean_rgb``/``mean_audio`` are exactly the mean of the
-  dequantised frames (as in the official data);
+  labels' prototype plus per-frame noise, some segments are pure noise), the
+  temporal events added on top, quantised to uint8 like the official data;
+  with ``level="both"`` the video-level ``mean_rgb``/``mean_audio`` are exactly
+  the mean of the dequantised frames (as in the official data);
 * per-dimension scales follow the real data (PCA-like decay; values roughly
   -1.5..1.5);
-* each label of a video is dropped from the *record* with probability
-  ``drop_label`` (noisy ground truth; at least one label is kept).
+* label noise: each label of a video is dropped from the *record* with
+  probability ``drop_label`` (at least one label is kept), and with probability
+  ``extra_label`` a record gets one spurious label drawn by class frequency.
 
 The same arguments give byte-identical files.
 """
@@ -53,12 +77,19 @@ DIM = RGB_DIM + AUDIO_DIM
 _ALPHABET = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 _CANDIDATES = 24         # label candidates drawn per video (before de-duplication)
 _IN_VERTICAL = 0.85      # probability that a label comes from the video's vertical
-_VERTICAL_CORR = 0.5     # correlation of a class prototype with its vertical's prototype
 _ZIPF = 1.2              # class frequency ~ (rank + 1) ** -_ZIPF (steeper than real ~0.9: 4,000 videos
                          # must hold enough examples of the head classes to learn from)
 _FRAME_NOISE = 0.7       # per-frame noise std, relative to a prototype (std 1)
 _FRAME_STD = 1.4         # frame std relative to the real video-level per-dim std
 _CHUNK = 32              # videos generated at once (bounds memory for frame level)
+_AUDIO_DOMINANT_RGB = 0.2  # rgb gain of an audio-dominant class
+_MAX_NONLINEAR = 0.95
+# temporal kinds: 1 sequence of two topics, 2 late event, 3 short segment. Per kind and role
+# (0, 1): the event's (start, length) as fractions of the video and its amplitude
+# (prototype units). Both roles of a kind have the same mean (amplitude x length).
+_EVENT_AMP = 1.5
+_SHORT = 0.1
+_TEMPORAL_MEAN = {1: 0.5 * _EVENT_AMP, 2: 0.25 * _EVENT_AMP, 3: _SHORT * _EVENT_AMP}
 
 
 def feature_scales() -> np.ndarray:
@@ -75,23 +106,130 @@ def feature_scales() -> np.ndarray:
 
 
 class _World:
-    """Class structure shared by all videos: frequencies, verticals, prototypes."""
+    """Class structure shared by all videos: frequencies, verticals, mode prototypes, kinds.
 
-    def __init__(self, rng: np.random.Generator, num_classes: int, num_verticals: int):
+    ``proto`` is (C * modes + 1, 1152) float32: row ``c * modes + k`` is mode k of
+    class c, the last row all zeros (an uninformative frame). ``tkind`` (C,) is
+    the temporal kind (0 none), ``trole`` (C,) the role in the pair, ``tsecond``
+    (C, 1152) the second topic of a sequence pair (zero elsewhere).
+    """
+
+    def __init__(self, rng: np.random.Generator, num_classes: int, num_verticals: int, p: dict):
         c = num_classes
+        K = self.modes = p["modes"]
         self.freq = (np.arange(1, c + 1, dtype=np.float64) ** -_ZIPF)
         self.freq /= self.freq.sum()
         self.vertical = rng.integers(0, num_verticals, size=c)
-        vert_proto = rng.standard_normal((num_verticals, DIM), dtype=np.float32)
-        own = rng.standard_normal((c, DIM), dtype=np.float32)
-        self.proto = (_VERTICAL_CORR * vert_proto[self.vertical]
-                      + np.float32(np.sqrt(1 - _VERTICAL_CORR ** 2)) * own)  # (C, 1152), unit variance
+        # every prototype lives in a latent space of rank_rgb + rank_audio dims, mapped into the
+        # 1024 + 128 feature dims by a fixed random map (the nuisance noise is full rank)
+        rr = p["rank"]
+        ra = max(1, rr * AUDIO_DIM // RGB_DIM)
+        lat = rr + ra
+        rho = p["confusable"]
+        vert_proto = rng.standard_normal((num_verticals, lat), dtype=np.float32)
+        base = rng.standard_normal((c, lat), dtype=np.float32)
+        base *= np.float32(np.sqrt(1 - rho ** 2))
+        base += np.float32(rho) * vert_proto[self.vertical]                 # (C, lat), unit variance
         # classes sorted by vertical, cumulative mass, for vectorised per-vertical sampling
         self.order = np.argsort(self.vertical, kind="stable")
         self.cum = np.cumsum(self.freq[self.order])
         self.vmass = np.bincount(self.vertical, weights=self.freq, minlength=num_verticals)
         self.vstart = np.concatenate([[0.0], np.cumsum(self.vmass)[:-1]])
-        self.vcount_end = np.cumsum(np.bincount(self.vertical, minlength=num_verticals))
+        self.vcount = np.bincount(self.vertical, minlength=num_verticals)
+        self.vcount_end = np.cumsum(self.vcount)
+        # conjunctions: base = normalised sum of two other classes' bases of the same vertical
+        u = rng.random((c, 3))
+        conj = u[:, 0] < p["conjunction"]
+        v = self.vertical[conj]
+        first = self.vcount_end[v] - self.vcount[v]
+        pa = self.order[first + (u[conj, 1] * self.vcount[v]).astype(np.int64)]
+        pb = self.order[first + (u[conj, 2] * self.vcount[v]).astype(np.int64)]
+        both = base[pa] + base[pb]
+        both /= np.sqrt((both ** 2).mean(axis=1, keepdims=True)) + np.float32(1e-6)
+        base[conj] = both
+        # modes: centred offsets, unit variance; n_c of the energy in them
+        n_c = np.minimum(rng.uniform(0.0, 2 * p["nonlinear"], size=c), _MAX_NONLINEAR).astype(np.float32)
+        if K > 1:
+            pv = rng.standard_normal((c, K, lat), dtype=np.float32)
+            pv -= pv.mean(axis=1, keepdims=True)
+            pv *= (np.sqrt(n_c * K / (K - 1)))[:, None, None]
+        else:
+            pv = np.zeros((c, 1, lat), np.float32)
+            n_c[:] = 0.0
+        pv += (np.sqrt(1 - n_c)[:, None] * base)[:, None, :]
+        # centre: the frequency-weighted mean signal is 0, like the PCA'd (mean-subtracted) real features
+        pv -= (self.freq.astype(np.float32) @ pv.mean(axis=1)) / np.float32(self.freq.sum())
+        # modality: 1 audio-dominant, 2 visual-only, 0 both
+        r = rng.random(c)
+        self.modality = np.where(r < p["audio_classes"], 1,
+                                 np.where(r < p["audio_classes"] + p["visual_only"], 2, 0))
+        pv[self.modality == 1, :, :rr] *= np.float32(_AUDIO_DOMINANT_RGB)
+        pv[self.modality == 2, :, rr:] = 0.0
+        # temporal pairs: consecutive classes of a random selection share class a's prototypes
+        self.tkind = np.zeros(c, np.int64)
+        self.trole = np.zeros(c, np.int64)
+        tsecond = np.zeros((c, lat), np.float32)
+        sel = np.flatnonzero(rng.random(c) < p["temporal"])
+        sel = rng.permutation(sel)[: len(sel) // 2 * 2].reshape(-1, 2)
+        second = rng.standard_normal((len(sel), lat), dtype=np.float32)
+        if len(sel):
+            a, b = sel[:, 0], sel[:, 1]
+            pv[b] = pv[a]
+            self.modality[b] = self.modality[a]
+            kind = 1 + np.arange(len(sel)) % 3
+            self.tkind[a] = self.tkind[b] = kind
+            self.trole[b] = 1
+            second[self.modality[a] == 1, :rr] *= np.float32(_AUDIO_DOMINANT_RGB)
+            second[self.modality[a] == 2, rr:] = 0.0
+            seq = kind == 1
+            tsecond[a[seq]] = tsecond[b[seq]] = second[seq]
+        # the map: rows of N(0, 1/rank) per modality, so a unit-variance latent gives unit-variance dims
+        fmap = np.zeros((lat, DIM), np.float32)
+        fmap[:rr, :RGB_DIM] = rng.standard_normal((rr, RGB_DIM), dtype=np.float32) / np.float32(np.sqrt(rr))
+        fmap[rr:, RGB_DIM:] = rng.standard_normal((ra, AUDIO_DIM), dtype=np.float32) / np.float32(np.sqrt(ra))
+        self.proto = np.zeros((c * K + 1, DIM), np.float32)
+        np.matmul(pv.reshape(c * K, lat), fmap, out=self.proto[:-1])
+        self.tsecond = tsecond @ fmap
+        self.conj = conj
+
+    def overlay_mean(self, classes: np.ndarray, modes: np.ndarray) -> np.ndarray:
+        """(n, 1152) mean over frames of the temporal events of ``classes`` (zero for the others)."""
+        kind = self.tkind[classes]
+        amp = np.zeros(len(classes), np.float32)
+        for k, m in _TEMPORAL_MEAN.items():
+            amp[kind == k] = m
+        first = self.proto[classes * self.modes + modes]
+        out = first * amp[:, None]
+        seq = kind == 1
+        out[seq] = np.float32(0.5 * _EVENT_AMP) * (first[seq] + self.tsecond[classes[seq]])
+        return out
+
+    def events(self, classes: np.ndarray, modes: np.ndarray, length: np.ndarray, rng: np.random.Generator):
+        """Temporal events of labels ``classes`` in videos of ``length`` frames.
+
+        Returns a list of ``(label index, start frame, stop frame, amplitude, row)``
+        with ``row`` a (1152,) vector; the label index is the position in ``classes``.
+        """
+        out = []
+        for j in np.flatnonzero(self.tkind[classes]):
+            c, T = classes[j], int(length[j])
+            kind, role = self.tkind[c], self.trole[c]
+            first = self.proto[c * self.modes + modes[j]]
+            if kind == 1:  # sequence: A then B (role 0) or B then A (role 1), halves
+                half = T // 2
+                a, b = (first, self.tsecond[c]) if role == 0 else (self.tsecond[c], first)
+                out += [(j, 0, half, _EVENT_AMP, a), (j, half, T, _EVENT_AMP, b)]
+            elif kind == 2:  # late event (role 0, last quarter) or early (role 1, first quarter)
+                q = max(1, int(round(0.25 * T)))
+                out.append((j, T - q, T, _EVENT_AMP, first) if role == 0 else (j, 0, q, _EVENT_AMP, first))
+            else:  # short burst at a random place (role 0) or spread thin over the video (role 1)
+                if role == 0:
+                    q = max(1, int(round(_SHORT * T)))
+                    s = int(rng.integers(0, T - q + 1))
+                    out.append((j, s, s + q, _EVENT_AMP, first))
+                else:
+                    out.append((j, 0, T, _SHORT * _EVENT_AMP, first))
+        return out
 
     def sample_labels(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """True label sets of ``n`` videos as CSR ``(indptr (n+1,), labels (nnz,))``, draw order kept."""
@@ -140,48 +278,56 @@ def _mix_weights(rng: np.random.Generator, indptr: np.ndarray) -> np.ndarray:
     return w / np.repeat(sums, np.diff(indptr))
 
 
-def _signal(world: _World, indptr, labels, weights, rows: slice) -> np.ndarray:
-    """(m, 1152) float32 weighted mixes of the label prototypes of the videos in ``rows``."""
-    lo, hi = indptr[rows.start], indptr[rows.stop]
-    parts = world.proto[labels[lo:hi]] * weights[lo:hi, None].astype(np.float32)
-    return np.add.reduceat(parts, indptr[rows.start:rows.stop] - lo, axis=0)
+def _record_labels(rng: np.random.Generator, world: _World, indptr: np.ndarray, labels: np.ndarray,
+                   drop_label: float, extra_label: float) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy record labels as CSR (sorted within each video): true labels dropped, spurious ones added."""
+    n, c = len(indptr) - 1, len(world.freq)
+    dropped = rng.random(len(labels)) < drop_label
+    dropped[indptr[:-1][np.diff(indptr) > 0]] = False  # keep >= 1 (the first drawn)
+    video = np.repeat(np.arange(n), np.diff(indptr))[~dropped]
+    kept = labels[~dropped]
+    extra = np.flatnonzero(rng.random(n) < extra_label)
+    spurious = np.minimum(np.searchsorted(np.cumsum(world.freq), rng.random(len(extra)), side="right"), c - 1)
+    key = np.unique(np.concatenate([video * c + kept, extra * c + spurious]))  # sorted, de-duplicated
+    rec_indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(key // c, minlength=n), out=rec_indptr[1:])
+    return rec_indptr, key % c
 
 
 class _Generator:
     """Per-video latent variables for all videos, and per-chunk feature synthesis."""
 
     def __init__(self, seed: int, n: int, num_classes: int, num_verticals: int, min_frames: int,
-                 max_frames: int, noise: float, blank: float, drop_label: float):
+                 max_frames: int, noise: float, blank: float, drop_label: float, structure: dict):
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
         world_rng, label_rng, id_rng, self.video_rng, self.frame_rng = streams
-        self.world = _World(world_rng, num_classes, num_verticals)
+        self.world = _World(world_rng, num_classes, num_verticals, structure)
         self.indptr, self.labels = self.world.sample_labels(label_rng, n)
         self.weights = _mix_weights(label_rng, self.indptr)
         self.blank = label_rng.uniform(0.0, 2 * blank, size=n)  # uninformative fraction per video
         self.frames = label_rng.integers(min_frames, max_frames + 1, size=n)
-        # noisy record labels: drop each with prob drop_label, keep >= 1 (the first drawn)
-        dropped = label_rng.random(len(self.labels)) < drop_label
-        dropped[self.indptr[:-1][np.diff(self.indptr) > 0]] = False
-        counts = np.add.reduceat(~dropped, self.indptr[:-1]) if len(dropped) else np.zeros(n, np.int64)
-        self.rec_indptr = np.zeros(n + 1, np.int64)
-        np.cumsum(counts, out=self.rec_indptr[1:])
-        self.rec_labels = self.labels[~dropped]
+        self.mode = label_rng.integers(0, self.world.modes, size=len(self.labels))  # per (video, label)
+        self.rows = self.labels * self.world.modes + self.mode                    # into world.proto
+        self.rec_indptr, self.rec_labels = _record_labels(label_rng, self.world, self.indptr, self.labels,
+                                                          drop_label, structure["extra_label"])
         self.ids = _make_ids(id_rng, n)
         self.noise = noise
         # frames (signal + offset + frame noise) get about 1.4x the real per-dim std, so little
         # is clipped by the quantisation; their means (the video level) come out at about 0.7x
         self.scale = feature_scales() * np.float32(_FRAME_STD / np.sqrt(1.0 + noise ** 2 + _FRAME_NOISE ** 2))
-        self.proto0 = np.vstack([self.world.proto, np.zeros((1, DIM), np.float32)])  # + blank row
 
     def record_labels(self, i: int) -> np.ndarray:
         """Sorted label ids written in the record of video ``i``."""
-        return np.sort(self.rec_labels[self.rec_indptr[i]:self.rec_indptr[i + 1]])
+        return self.rec_labels[self.rec_indptr[i]:self.rec_indptr[i + 1]]
 
     def video_features(self, rows: slice) -> np.ndarray:
         """(m, 1152) float32 video-level features (no frames), distributed like frame means."""
         m = rows.stop - rows.start
         rng = self.video_rng
-        sig = _signal(self.world, self.indptr, self.labels, self.weights, rows)
+        lo, hi = self.indptr[rows.start], self.indptr[rows.stop]
+        parts = self.world.proto[self.rows[lo:hi]] * self.weights[lo:hi, None].astype(np.float32)
+        parts += self.world.overlay_mean(self.labels[lo:hi], self.mode[lo:hi])
+        sig = np.add.reduceat(parts, self.indptr[rows.start:rows.stop] - lo, axis=0)
         sig *= (1.0 - self.blank[rows])[:, None].astype(np.float32)
         # the per-frame noise averages out over ~180 frames (std 1/sqrt(T)): left out here
         z = sig + np.float32(self.noise) * rng.standard_normal((m, DIM), dtype=np.float32)
@@ -212,11 +358,18 @@ class _Generator:
         seg_end = foff[seg_video] + np.rint(frac_end * T[seg_video]).astype(np.int64)
         seg_end[soff[1:] - 1] = foff[1:]  # exact video ends
         rotate = rng.integers(0, 1 << 30, size=m)
-        seg_label = self.labels[lab_ptr[seg_video] + (seg_local + rotate[seg_video]) % n_lab[seg_video]]
-        frame_label = seg_label[np.searchsorted(seg_end, np.arange(F), side="right")]
-        blank = rng.random(F) < np.repeat(self.blank[rows], T)
-        frame_label[blank] = len(self.world.freq)                           # -> the all-zero row
-        z = self.proto0[frame_label]                                         # (F, 1152) signal
+        seg_row = self.rows[lab_ptr[seg_video] + (seg_local + rotate[seg_video]) % n_lab[seg_video]]
+        frame_row = seg_row[np.searchsorted(seg_end, np.arange(F), side="right")]
+        blank_v = np.repeat(self.blank[rows], T)
+        blank = rng.random(F) < blank_v
+        frame_row[blank] = len(self.world.proto) - 1                         # -> the all-zero row
+        z = self.world.proto[frame_row]                                      # (F, 1152) signal
+        lo, hi = lab_ptr[0], lab_ptr[-1]
+        lab_video = np.repeat(np.arange(m), n_lab)
+        for j, a, b, amp, row in self.world.events(self.labels[lo:hi], self.mode[lo:hi], T[lab_video], rng):
+            s = foff[lab_video[j]]
+            keep = (~blank[s + a:s + b]).astype(np.float32)[:, None]        # blank frames stay blank
+            z[s + a:s + b] += np.float32(amp) * keep * row
         offset = np.float32(self.noise) * rng.standard_normal((m, DIM), dtype=np.float32)
         for j in range(m):  # per-video nuisance offset (m <= _CHUNK slices, each vectorised)
             z[foff[j]:foff[j + 1]] += offset[j]
@@ -247,7 +400,10 @@ def _chunks(rows: slice) -> Iterator[slice]:
 def generate(out_dir: str | os.PathLike, *, n_train: int = 4000, n_test: int = 1000,
              num_classes: int = 3862, num_verticals: int = 25, level: str = "video", shards: int = 8,
              seed: int = 0, min_frames: int = 60, max_frames: int = 300, noise: float = 0.25,
-             blank: float = 0.15, drop_label: float = 0.05, progress: bool = False) -> dict:
+             blank: float = 0.15, drop_label: float = 0.05, extra_label: float = 0.05,
+             confusable: float = 0.5, modes: int = 2, nonlinear: float = 0.3, conjunction: float = 0.1,
+             audio_classes: float = 0.1, visual_only: float = 0.4, temporal: float = 0.2, rank: int = 128,
+             progress: bool = False) -> dict:
     """Write a YouTube-8M-shaped data set under ``out_dir`` and return what was written.
 
     Parameters
@@ -265,6 +421,18 @@ def generate(out_dir: str | os.PathLike, *, n_train: int = 4000, n_test: int = 1
         difficulty is the long tail (rare classes) and same-vertical look-alikes.
     blank : mean fraction of uninformative (pure-noise) time per video.
     drop_label : probability that a true label is missing from the record.
+    extra_label : probability that a record gets one spurious label (by class frequency).
+    confusable : correlation of a class prototype with its vertical's prototype.
+    modes : prototypes per class (>= 1); nonlinear : mean fraction of a class's
+        energy in its mode offsets (0: one mode, linear classes).
+    conjunction : fraction of classes whose evidence is the sum of two other
+        classes' (of the same vertical).
+    audio_classes, visual_only : fractions of audio-dominant and visual-only classes.
+    temporal : fraction of classes in pairs told apart only by the order or
+        timing of their frames (identical frame means).
+    rank : dimension of the latent space of the rgb prototypes (the audio ones:
+        rank / 8); the per-video noise is full rank, so a model that finds the
+        shared subspace (a hidden layer trained on all classes) filters it out.
 
     Returns
     -------
@@ -282,9 +450,21 @@ def generate(out_dir: str | os.PathLike, *, n_train: int = 4000, n_test: int = 1
         raise InputError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
     if noise < 0 or not 0 <= blank < 0.5 or not 0 <= drop_label < 1:
         raise InputError("need noise >= 0, 0 <= blank < 0.5 and 0 <= drop_label < 1")
+    structure = {"extra_label": extra_label, "confusable": confusable, "modes": modes, "nonlinear": nonlinear,
+                 "conjunction": conjunction, "audio_classes": audio_classes, "visual_only": visual_only,
+                 "temporal": temporal, "rank": rank}
+    fractions = ("extra_label", "conjunction", "audio_classes", "visual_only", "temporal")
+    if (not all(0 <= structure[k] <= 1 for k in fractions) or audio_classes + visual_only > 1
+            or not 0 <= confusable < 1 or not 0 <= nonlinear <= 0.5 or isinstance(modes, bool)
+            or not isinstance(modes, (int, np.integer)) or modes < 1
+            or isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= RGB_DIM):
+        raise InputError("need fractions extra_label, conjunction, audio_classes, visual_only, temporal in "
+                         "[0, 1] (audio_classes + visual_only <= 1), 0 <= confusable < 1, "
+                         "0 <= nonlinear <= 0.5, an integer modes >= 1 and an integer 1 <= rank <= 1024")
     out = Path(out_dir)
     n = n_train + n_test
-    gen = _Generator(seed, n, num_classes, num_verticals, min_frames, max_frames, noise, blank, drop_label)
+    gen = _Generator(seed, n, num_classes, num_verticals, min_frames, max_frames, noise, blank, drop_label,
+                     structure)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -57,6 +57,24 @@ def expand_shards(patterns: Patterns) -> list[Path]:
     return sorted(found)
 
 
+def _labels_feature(decode: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """``decode`` that first refuses a record without a ``labels`` feature (ValueError: the reader names the
+    shard and record). For training shards: a record with ``labels`` empty is a video without labels, one
+    without the feature at all is malformed (it would be trained on as a video with no labels)."""
+    from tfrecord import example_pb2
+
+    def checked(payload: bytes) -> T:
+        item = decode(payload)  # the decoder's own errors first (not a protobuf, no id, ...)
+        msg = example_pb2.Example()  # a SequenceExample's context parses as an Example's features
+        msg.ParseFromString(payload)
+        if "labels" not in msg.features.feature:
+            raise ValueError("no 'labels' feature (every record of a training shard lists its labels, possibly "
+                             "none; a test shard among the training ones?)")
+        return item
+
+    return checked
+
+
 def _iter_records(patterns: Patterns, decode: Callable[[bytes], T],
                   progress: bool) -> Iterator[tuple[Path, int, T]]:
     """Yield ``(path, record number, decoded item)``; errors name the file and record."""
@@ -109,7 +127,8 @@ def scan_ids(patterns: Patterns, level: str = "video", *, require_labels: bool =
     ``level`` ("video" or "frame") is accepted for symmetry: both record kinds
     keep the id where an Example keeps its features, so the scan is the same.
     ``require_labels`` (training shards): InputError naming a shard in which
-    no video has a label (test shards among the training ones).
+    no video has a label (test shards among the training ones), or a shard and
+    record without a ``labels`` feature.
     """
     if level not in ("video", "frame"):
         raise InputError(f"level must be 'video' or 'frame', got {level!r}")
@@ -117,7 +136,7 @@ def scan_ids(patterns: Patterns, level: str = "video", *, require_labels: bool =
         ids = list(_iter_decoded(patterns, decode_video_id, False))
     else:
         ids, counts = [], {}
-        for path, _, (vid, labels) in _iter_records(patterns, decode_video_id_labels, False):
+        for path, _, (vid, labels) in _iter_records(patterns, _labels_feature(decode_video_id_labels), False):
             ids.append(vid)
             c = counts.setdefault(path, [0, 0])
             c[0] += 1
@@ -144,7 +163,8 @@ def load_video_level(patterns: Patterns, *, ids=None, num_classes: int = 3862, p
     When ``ids`` is given only records with an id in it are kept. InputError on a
     duplicate id (naming the file and the id) or a label id >= ``num_classes``;
     a NaN or inf feature names its file and record. ``require_labels``
-    (training shards): InputError naming a shard in which no video has a label.
+    (training shards): InputError naming a shard in which no video has a label,
+    or a shard and record without a ``labels`` feature.
     """
     if num_classes < 1:
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
@@ -154,7 +174,8 @@ def load_video_level(patterns: Patterns, *, ids=None, num_classes: int = 3862, p
     rows: list[np.ndarray] = []
     label_lists: list[np.ndarray] = []
     counts: dict[Path, list[int]] = {}
-    for path, i, ex in _iter_records(patterns, decode_video, progress):
+    decode = _labels_feature(decode_video) if require_labels else decode_video
+    for path, i, ex in _iter_records(patterns, decode, progress):
         if keep is not None and ex.id not in keep:
             continue
         c = counts.setdefault(path, [0, 0])

@@ -101,7 +101,7 @@ def _argv(command, d, m1, labels, out, *extra):
         return ["build", "--members", d, "--labels", labels, "--out", out, "--folds", 2, "--quiet", *extra]
     if command == "evaluate":
         return ["evaluate", "--members", d, "--labels", labels, "--quiet", *extra]
-    return ["submit", m1, "--out", out / "sub.csv", "--quiet", *extra]
+    return ["submit", m1, "--out", out / "sub.csv", "--quiet", "--any-split", *extra]
 
 
 @pytest.mark.parametrize("command", ["build", "evaluate", "submit"])

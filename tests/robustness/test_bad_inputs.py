@@ -260,7 +260,7 @@ def test_bad_store(case, command, tmp_path, capsys):
     elif command == "evaluate":
         argv = ["evaluate", "--members", d, "--labels", labels, "--quiet"]
     else:
-        argv = ["submit", m1, "--out", out / "sub.csv", "--quiet"]
+        argv = ["submit", m1, "--out", out / "sub.csv", "--quiet", "--any-split"]
     rc, err = cli(ensemble, argv, capsys)
     line = assert_clear_error(rc, err, "ensemble", "m1.heldout.full.h5")
     _problem_seen(line, problem)

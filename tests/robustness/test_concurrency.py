@@ -149,7 +149,7 @@ def test_two_concurrent_builds_leave_one_consistent_set(tmp_path):
         used = {Path(p).name for p in extra["ensemble"]["member_paths"]}
         assert {n[0] for n in used} == {Path(p).name[0] for p in members}, (split, used, members)
     assert sorted(p.name for p in out.iterdir()) == ["ens-uniform.build.json", "ens-uniform.heldout.full.h5",
-                                                      "ens-uniform.test.full.h5"]
+                                                      "ens-uniform.model.npz", "ens-uniform.test.full.h5"]
 
 
 def test_a_reader_of_the_old_outputs_is_not_disturbed_by_a_rebuild(tmp_path, capsys):

@@ -187,12 +187,12 @@ def test_killed_build_keeps_previous_ensemble(big_members, tmp_path):
 def test_killed_submit_keeps_previous_csv(big_members, tmp_path):
     store = big_members / "members" / "m0.heldout.full.h5"
     sub = tmp_path / "sub.csv"
-    _run("ensembler.cli", "submit", store, "--out", sub, "--quiet")
+    _run("ensembler.cli", "submit", store, "--out", sub, "--quiet", "--any-split")
     digest = _sha(sub)
     lines = sub.read_text().splitlines()
     assert lines[0] == "VideoId,LabelConfidencePairs" and len(lines) == 30001
 
-    proc = _start("ensembler.cli", "submit", store, "--out", sub, "--quiet")
+    proc = _start("ensembler.cli", "submit", store, "--out", sub, "--quiet", "--any-split")
     killed = _kill_when(proc, lambda: bool(_temps(tmp_path)), extra_delay=0.02)
     assert _sha(sub) == digest
     if not killed:  # submit was faster than the poll: still, the file is whole

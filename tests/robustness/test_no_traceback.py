@@ -47,7 +47,7 @@ def _evaluate(*extra):
 
 
 def _submit(*extra):
-    return lambda s: ["submit", s["m0"], "--out", s["out"] / "s.csv", "--quiet", *extra]
+    return lambda s: ["submit", s["m0"], "--out", s["out"] / "s.csv", "--quiet", "--any-split", *extra]
 
 
 def _import(*extra):
@@ -87,9 +87,10 @@ CASES = {
     # name: (argv(setup), needles)
     "build-chunk-rows-0": (_build("--chunk-rows", 0), ("--chunk-rows", "positive")),
     "build-chunk-rows-negative": (_build("--chunk-rows", -3), ("--chunk-rows",)),
-    "build-k-0": (_build("--k", 0), ("--k", "positive")),
-    "build-k-negative": (_build("--k", -1), ("--k",)),
-    "build-k-above-classes": (_build("--k", C + 1), ("--k", "classes")),
+    "build-k-0": (_build("--top", 0), ("--top", "positive")),
+    "build-k-negative": (_build("--top", -1), ("--top",)),
+    "build-old-k-alias-above-classes": (_build("--k", C + 1), ("--top", "classes")),
+    "build-k-above-classes": (_build("--top", C + 1), ("--top", "classes")),
     "build-member-k-0": (_build("--member-k", 0), ("--member-k",)),
     "build-folds-1": (_build("--folds", 1), ("--folds",)),
     "build-seed-negative": (_build("--seed", -1, "--weights", "lr"), ("--seed",)),
@@ -105,14 +106,14 @@ CASES = {
         lambda s: ["build", "--members", *s["heldout"], s["empty"], "--out", s["out"], "--quiet"],
         ("e0.heldout.full.h5", "no video")),
     "evaluate-chunk-rows-0": (_evaluate("--chunk-rows", 0), ("--chunk-rows",)),
-    "evaluate-k-0": (_evaluate("--k", 0), ("--k",)),
-    "evaluate-k-negative": (_evaluate("--k", -5), ("--k",)),
+    "evaluate-k-0": (_evaluate("--gap-k", 0), ("--gap-k",)),
+    "evaluate-k-negative": (_evaluate("--gap-k", -5), ("--gap-k",)),
     "evaluate-split-without-labels": (_evaluate("--split", "test"), ("labels.test.h5",)),
     "evaluate-zero-video-store": (
         lambda s: ["evaluate", "--members", s["empty"], "--labels", s["labels"], "--quiet"],
         ("e0.heldout.full.h5", "no video")),
     "evaluate-scheduler-not-an-address": (_evaluate("--scheduler", "xyz"), ("--scheduler",)),
-    "submit-zero-video-store": (lambda s: ["submit", s["empty"], "--out", s["out"] / "s.csv", "--quiet"],
+    "submit-zero-video-store": (lambda s: ["submit", s["empty"], "--out", s["out"] / "s.csv", "--quiet", "--any-split"],
                                 ("e0.heldout.full.h5", "no video")),
     "submit-top-0": (_submit("--top", 0), ("top",)),
     "submit-top-negative": (_submit("--top", -2), ("top",)),

@@ -195,7 +195,8 @@ def test_out_named_h5_that_is_a_directory_writes_into_it(command, tmp_path, caps
     out.mkdir(parents=True)
     rc, err = cli(ensemble, _argv(command, tmp_path, out), capsys)
     assert rc == 0, err
-    expected = (["ens-uniform.build.json", "ens-uniform.heldout.full.h5"] if command == "build-file"
+    expected = (["ens-uniform.build.json", "ens-uniform.heldout.full.h5", "ens-uniform.model.npz"]
+                if command == "build-file"
                 else ["team.test.full.h5"])
     assert sorted(p.name for p in out.iterdir()) == expected
 
@@ -234,7 +235,7 @@ BUILD_FAILURES = {
                                     ("m1.test.full.h5", "NaN")),
     "checksum-of-eval-member": (lambda d, l: _flip_eval_member(d), "uniform", [],
                                 ("m1.eval.full.h5", "checksum mismatch")),
-    "k-above-classes": (lambda d, l: None, "uniform", ["--k", "21"], ("--k 21", "classes")),
+    "k-above-classes": (lambda d, l: None, "uniform", ["--top", "21"], ("--top 21", "classes")),
 }
 
 

@@ -128,7 +128,7 @@ def test_hostile_store_is_refused_cheaply(case, command, tmp_path, capsys):
     out = tmp_path / "out"
     argv = {"build": ["build", "--members", d, "--labels", labels, "--out", out, "--folds", 2, "--quiet"],
             "evaluate": ["evaluate", "--members", d, "--labels", labels, "--quiet"],
-            "submit": ["submit", m1, "--out", out / "s.csv", "--quiet"]}[command]
+            "submit": ["submit", m1, "--out", out / "s.csv", "--quiet", "--any-split"]}[command]
     before = snapshot(tmp_path)
     (rc, err), peak, seconds = _traced(lambda: cli(ensemble, argv, capsys))
     assert_clear_error(rc, err, "ensemble", "m1.heldout.full.h5", needle)
