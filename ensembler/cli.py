@@ -420,10 +420,9 @@ def _import_labels(args) -> dict:
     labels = read_truth(files, args.classes)[split]
     out = Path(args.out)
     target = out if out.suffix == ".h5" and not out.is_dir() else out / f"labels.{split}.h5"
-    if target is not out and not out.is_dir():
-        raise InputError("--out must be an existing directory (or a labels.<split>.h5 file name)", out)
     check_target(target, what="labels file")
     check_not_input(target, [path], what="labels file")
+    target.parent.mkdir(parents=True, exist_ok=True)
     write_labels(target, labels, split=split, source=str(path))
     _say(args, f"wrote {target}: {len(labels)} videos, split {split}")
     return {"out": str(target), "videos": len(labels), "split": split}

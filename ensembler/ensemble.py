@@ -150,7 +150,7 @@ def make_combiner(scheme: str, params: dict | None, random_state, n_folds: int |
 
 def fit_ensemble(members, labels=None, scheme: str | Combiner = "uniform", params: dict | None = None, *,
                  n_folds: int = 5, random_state=0, k: int = 20, final: str = "bag",
-                 progress: bool = False) -> FitResult:
+                 progress: bool = False, num_classes: int | None = None) -> FitResult:
     """Fit ``scheme`` on the members' scores of the fit videos, with baselines and an honest estimate.
 
     Parameters
@@ -173,6 +173,8 @@ def fit_ensemble(members, labels=None, scheme: str | Combiner = "uniform", param
         of its fold models) or ``"refit"`` (one more fit on all fit videos);
         see the module docstring.
     progress : show a progress bar over folds.
+    num_classes : class count of CSV and DataFrame members and labels (default: that of a
+        Predictions member, else of Labels, else 3862).
     """
     check_number("n_folds", n_folds, lo=2, hi=1000, integer=True)
     check_number("k", k, lo=1, integer=True)
@@ -185,7 +187,7 @@ def fit_ensemble(members, labels=None, scheme: str | Combiner = "uniform", param
     learned = prototype.learned
     if final not in FINALS:
         raise InputError(f"final must be one of {', '.join(FINALS)}, got {final!r}")
-    cands = as_candidates(members)
+    cands = as_candidates(members, num_classes=num_classes, labels=labels)
     if labels is None and learned:
         raise InputError(f"scheme {scheme!r} is learned: it needs labels of the fit videos")
     result = FitResult(scheme=scheme, params=dict(params or {}), combiner=None, member_names=cands.member_names,

@@ -234,15 +234,19 @@ def read_members(members: list[MemberStores], alignment, **kw) -> list[Predictio
 
 
 def load_members(patterns, split: str = "heldout", *, fold_crops: str = "mean", member_k: int | None = None,
-                 allow_mixed_k: bool = False, verify: bool = True) -> dict[str, Predictions]:
+                 allow_mixed_k: bool = False, verify: bool = True, classes: int | None = None,
+                 csv_cache=None) -> dict[str, Predictions]:
     """``{member name: Predictions}`` of one split, read from stores and aligned on video id.
 
-    ``patterns``: store files, directories or globs (as ``ensemble build
-    --members``). Crops are folded as in the build; members are sorted by name
-    and hold exactly the videos common to all of them (a warning says how many
-    were dropped), in the same order, ready for :func:`ensembler.fit_ensemble`.
-    ``verify``: check each store's checksum first.
+    ``patterns``: store files, Kaggle CSVs (``MODEL.SPLIT.csv``, imported once
+    into the CSV cache, as ``ensemble build --members`` does; ``classes`` is
+    their class count, default that of the stores among ``patterns``, else
+    3862), directories or globs. Crops are folded as in the build; members are
+    sorted by name and hold exactly the videos common to all of them (a warning
+    says how many were dropped), in the same order, ready for
+    :func:`ensembler.fit_ensemble`. ``verify``: check each store's checksum first.
     """
+    patterns = with_csv_stores(patterns, classes=classes, csv_cache=csv_cache)
     by_split = discover(patterns, fold_crops=fold_crops)
     if split not in by_split:
         shown = patterns if isinstance(patterns, (str, bytes)) else ", ".join(map(str, patterns))

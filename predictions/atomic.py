@@ -297,8 +297,18 @@ def _new_temp(target: Path, suffix: str, what: str) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix, dir=target.parent)
     except OSError as err:
         raise InputError(f"cannot write the {what} ({_why(err)})", target) from None
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600: an output gets the mode the umask gives
+    finally:
+        os.close(fd)
     return Path(tmp)
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back: POSIX has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:
