@@ -444,12 +444,11 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         inputs = resolve_inputs(members, labels, opts, learned=resolved.learned, scheme_name=resolved.name,
                                 csv_cache=csv_cache, log=log, need_order=list_weights)
         plan = plan_build(inputs, opts, out, learned=resolved.learned, submit=submit)
-        names = [m.name for m in plan.fit.members]
         if list_weights:
-            by_name = weights_by_name(resolved.params["member_weights"], names, inputs.given_order)
-            resolved = resolved.with_params({**resolved.params, "member_weights": by_name}, random_state, n_folds)
+            resolved = _weights_by_name(resolved, plan, inputs, random_state, n_folds)
         for split, missing_members in plan.skipped.items():
             log(f"skipping split {split!r}: members missing there: {', '.join(missing_members)}")
+        plan.top = _output_top(k, plan)      # checked before any work
         chunk_rows = opts.chunk_rows or auto_chunk_rows(plan.fit.members)
         streamed = verify and not resolved.learned and client is None   # checksums on the streamed rows
         if verify and not streamed:
@@ -458,22 +457,9 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         with _corrupt_first(checked):
             check_labels(plan, inputs.truth, inputs.truth_files, learned=resolved.learned)
             fit = fit_step(plan, resolved, inputs.truth, opts, chunk_rows=chunk_rows, client=client)
-            # default: the members' largest k; full members keep 100 labels (all of them under 100 classes)
-            k_out = k or max((m.k or min(100, m.num_classes)) for m in plan.fit.members)
-            if k_out > plan.fit.members[0].num_classes:
-                raise InputError(f"--top {k_out} exceeds the number of classes {plan.fit.members[0].num_classes}")
-            plan.top = k_out
             with AtomicSet() as staging:
-                for r in checked:
-                    r.begin_verify()
-                outputs, scores = apply_to_splits(
-                    fit.combiner, plan.splits, inputs.truth, name=name, fit_split=plan.fit.split, k_out=k_out,
-                    chunk_rows=chunk_rows, member_k=member_k, config={"scheme": resolved.name,
-                                                                      "params": resolved.params},
-                    progress=progress, client=client, staging=staging, folds=(n_folds, random_state),
-                    learned=resolved.learned)
-                for r in checked:  # compared already when streamed in order; else a pass of its own
-                    r.end_verify()
+                outputs, scores = _apply_step(fit, resolved, plan, inputs, opts, staging, checked,
+                                              chunk_rows=chunk_rows, client=client)
                 extra = _save_extras(fit, plan, outputs, staging, submit, submit_top, submit_precision)
                 record = make_record(fit, resolved, plan, inputs, opts, outputs=outputs, scores=scores,
                                      chunk_rows=chunk_rows, client=client, t0=t0, command=command,
@@ -481,6 +467,39 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
                 staging.add(plan.record_path).write_text(record.to_json(), encoding="utf-8")
         record.path = str(plan.record_path)
     return record
+
+
+def _apply_step(fit: FitResult, resolved: Scheme, plan: BuildPlan, inputs: Inputs, opts: BuildOptions,
+                staging: AtomicSet, checked: list, *, chunk_rows: int, client=None) -> tuple[dict, dict]:
+    """Stream every planned split through the fitted combiner into ``staging``; ``checked`` readers have their
+    checksums compared on the rows streamed. Returns ``(outputs, scores)`` of :func:`apply_to_splits`."""
+    for r in checked:
+        r.begin_verify()
+    outputs, scores = apply_to_splits(
+        fit.combiner, plan.splits, inputs.truth, name=opts.name, fit_split=plan.fit.split, k_out=plan.top,
+        chunk_rows=chunk_rows, member_k=opts.member_k, config={"scheme": resolved.name, "params": resolved.params},
+        progress=opts.progress, client=client, staging=staging, folds=(opts.n_folds, opts.random_state),
+        learned=resolved.learned)
+    for r in checked:  # compared already when streamed in order; else a pass of its own
+        r.end_verify()
+    return outputs, scores
+
+
+def _weights_by_name(resolved: Scheme, plan: BuildPlan, inputs: Inputs, random_state, n_folds) -> Scheme:
+    """``resolved`` with a list ``member_weights`` (in the members' given order) turned into a mapping by name."""
+    names = [m.name for m in plan.fit.members]
+    by_name = weights_by_name(resolved.params["member_weights"], names, inputs.given_order)
+    return resolved.with_params({**resolved.params, "member_weights": by_name}, random_state, n_folds)
+
+
+def _output_top(k: int | None, plan: BuildPlan) -> int:
+    """Labels kept per video in the output: ``k``, else the members' largest k (full members keep 100, all
+    of them under 100 classes); an InputError above the class count."""
+    top = k or max((m.k or min(100, m.num_classes)) for m in plan.fit.members)
+    classes = plan.fit.members[0].num_classes
+    if top > classes:
+        raise InputError(f"--top {top} exceeds the number of classes {classes}")
+    return top
 
 
 def _save_extras(fit: FitResult, plan: BuildPlan, outputs: dict, staging: AtomicSet, submit, top: int,

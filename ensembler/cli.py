@@ -45,19 +45,7 @@ def _param(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ensemble", description="Combine saved predictions of multi-label classifiers.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="run 'ensemble COMMAND --help' for each command's options and an example")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def add(name, help, epilog):
-        sp = sub.add_parser(name, help=help, description=help, epilog=epilog,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
-        sp.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
-        return sp
-
+def _add_build(add) -> None:
     b = add("build", "fit an ensembling scheme on the held-out split and write ensemble stores", EPILOG_BUILD)
     b.add_argument("--weights", "--scheme", dest="scheme", default="uniform",
                    help="the weighting scheme: see 'ensemble schemes' (default uniform); 'auto' tries every "
@@ -94,11 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--allow-mixed-k", action="store_true", help="accept members with different top-k widths")
     b.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the chunked work on a Dask cluster (tcp://host:port, or local[:N] for a LocalCluster)")
-    b.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                   help="check each store's checksum before using it (default; streaming, about the cost of "
-                        "reading the store once more); --no-verify skips it")
+    _verify_option(b)
     _csv_options(b)
 
+
+def _add_apply(add) -> None:
     a = add("apply", "apply a fitted ensemble (a build's record and model) to new prediction files",
             "example:\n  ensemble apply runs/demo/predictions/ens-caruana.build.json \\\n"
             "      --members 'new/*.test.full.h5' --out new/\n"
@@ -108,11 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="output directory")
     _labels_option(a, required=False)
     _missing_option(a)
-    a.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                   help="check each store's checksum before using it (default)")
+    _verify_option(a)
     a.add_argument("--submit", metavar="CSV", help="also write the test split's submission CSV")
     _csv_options(a)
 
+
+def _add_evaluate(add) -> None:
     e = add("evaluate", "print GAP@20, MAP, Hit@1 and PERR of stores against labels",
             "example:\n  ensemble evaluate --members 'runs/demo/predictions/*.h5' --labels runs/demo/labels --split eval")
     e.add_argument("--members", nargs="+", required=True,
@@ -124,11 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--chunk-rows", type=int, default=50000, help="videos per streamed chunk")
     e.add_argument("--fold-crops", choices=("mean", "none"), default="mean")
     e.add_argument("--scheduler", metavar="ADDRESS", help="read and score chunks on a Dask cluster")
-    e.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                   help="check each store's checksum before using it (default; streaming, about the cost of "
-                        "reading the store once more); --no-verify skips it")
+    _verify_option(e)
     _csv_options(e)
 
+
+def _add_submit(add) -> None:
     s = add("submit", "write a Kaggle submission CSV from a store",
             "example:\n  ensemble submit runs/demo/predictions/ens-uniform.test.full.h5 --out submission.csv")
     s.add_argument("store", help="an ensemble's (or any member's) store for the test split")
@@ -141,10 +130,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--expect", metavar="CSV",
                    help="a sample submission or truth CSV: refuse a submission that lacks any of its videos "
                         "or adds one")
-    s.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                   help="check each store's checksum before using it (default; streaming, about the cost of "
-                        "reading the store once more); --no-verify skips it")
+    _verify_option(s)
 
+
+def _add_import(add) -> None:
     i = add("import", "convert Kaggle CSVs (VideoId,LabelConfidencePairs or rank-only VideoId,Label) into stores",
             "examples:\n"
             "  ensemble import team_a.csv --model team_a --split test --classes 3862 --out preds/\n"
@@ -165,15 +154,40 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True,
                    help="directory (writes <model>.<split>.full.h5 per CSV) or, for one CSV, a .h5 file")
 
-    for name, module in _plugin_commands().items():
-        plugin = add(name, getattr(module, "HELP", f"the {name} command"), getattr(module, "EPILOG", None))
-        module.add_arguments(plugin)
 
+def _add_schemes(add) -> None:
     sc = add("schemes", "list the ensembling schemes, or one scheme's parameters",
              "examples:\n  ensemble schemes\n  ensemble schemes caruana")
     sc.add_argument("scheme", nargs="?", help="show this scheme's parameters, their rules and defaults")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ensemble", description="Combine saved predictions of multi-label classifiers.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="run 'ensemble COMMAND --help' for each command's options and an example")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, help, epilog):
+        sp = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
+        sp.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+        return sp
+
+    for add_command in (_add_build, _add_apply, _add_evaluate, _add_submit, _add_import):
+        add_command(add)
+    for name, module in _plugin_commands().items():
+        plugin = add(name, getattr(module, "HELP", f"the {name} command"), getattr(module, "EPILOG", None))
+        module.add_arguments(plugin)
+    _add_schemes(add)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return p
+
+
+def _verify_option(parser) -> None:
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                        help="check each store's checksum before using it (default; streaming, about the cost of "
+                             "reading the store once more); --no-verify skips it")
 
 
 def _version() -> str:
