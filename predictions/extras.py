@@ -15,7 +15,7 @@ from types import ModuleType
 
 from .errors import InputError
 
-__all__ = ["require", "EXTRAS"]
+__all__ = ["require", "check_available", "EXTRAS"]
 
 #: Which extra brings each optional top-level module.
 EXTRAS = {
@@ -40,3 +40,15 @@ def require(module: str, extra: str | None = None, *, what: str | None = None) -
         need = f"{what} needs {module}" if what else f"{module} is not installed"
         hint = f': pip install "yt8m-ensembler[{extra}]"' if extra else f": pip install {top}"
         raise InputError(need + hint) from None
+
+
+def check_available(module: str, extra: str | None = None, *, what: str | None = None) -> None:
+    """The InputError of :func:`require` when ``module`` is not installed, without importing it (a
+    command checks its extras up front, before reading any input)."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        require(module, extra, what=what)

@@ -36,7 +36,7 @@ import re
 import numpy as np
 
 from predictions.errors import InputError
-from predictions.extras import require
+from predictions.extras import check_available, require
 from predictions.params import MAX_SEED, Check, Choice, Num, is_integer
 from predictions.types import Labels
 from predictions.vocabulary import class_verticals
@@ -340,6 +340,10 @@ class XGBoostStacker(_Stacker):
         "tree_method": Choice("hist", "approx", "exact"), "device": Check(_check_device, "auto, cpu or cuda[:N]"),
         "n_jobs": Check(_check_n_jobs, "None or a non-zero integer (-1: all cores)"),
     }
+
+    def _check(self) -> None:
+        super()._check()
+        check_available("xgboost", "xgboost", what="the xgboost stacking scheme")   # before any input is read
 
     def _resolve_device(self) -> str:
         if self.device != "auto":
