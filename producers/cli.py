@@ -159,10 +159,25 @@ def _run(args) -> tuple[str, object]:
         cfg = load_config(args.config)
         paths = [str(p) for p in jobs.predict_job(cfg, crops=args.crops, quiet=args.quiet)]
         return "\n".join(paths), {"stores": paths}
-    rows = jobs.models_table(args.level)
-    width = max(len(n) for n, _, _ in rows)
-    text = "\n".join(f"{name:<{width}}  {level:<5}  {doc}" for name, level, doc in rows)
-    return text, [{"name": n, "level": lv, "doc": d} for n, lv, d in rows]
+    return _models_listing(args.level)
+
+
+def _models_listing(level: str | None) -> tuple[str, list[dict]]:
+    """``produce models``: one line per registered model, its paper and the paper's own score for it.
+
+    Columns: name, level, input (the frames its paper used: crop / all /
+    sample; "-" at video level), then ``paper | paper's score | description``
+    ("-" where the paper reports no score for the model alone, or the model
+    follows no paper).
+    """
+    from .models.registry import get_entry, list_models
+
+    entries = [get_entry(n) for n in list_models(level)]
+    width = max(len(e.name) for e in entries)
+    text = "\n".join(f"{e.name:<{width}}  {e.level:<5}  {e.frames or '-':<6}  {e.paper or '-'} | "
+                     f"{e.headline or '-'} | {e.doc}" for e in entries)
+    return text, [{"name": e.name, "level": e.level, "frames": e.frames, "paper": e.paper,
+                   "headline": e.headline, "doc": e.doc} for e in entries]
 
 
 def main(argv: list[str] | None = None) -> int:

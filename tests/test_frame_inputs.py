@@ -130,3 +130,63 @@ def test_crop_mean_store_follows_zous_rule(tmp_path, frame_data):
     np.testing.assert_allclose(dense["mean"], want, rtol=1e-6, atol=1e-7)
     assert ((dense["mean"] > 0).sum(1) <= 6).all()  # at most 2 classes per crop survive
     assert not np.allclose(dense["mean"], np.mean([dense[c] for c in ("crop0", "crop1", "crop2")], axis=0))
+
+
+def test_every_frame_model_has_a_cpu_config_that_builds(tmp_path):
+    """configs/frame/<model>.toml: one per registered frame model, small widths, loads and builds as
+    scripts/frame_level.sh runs it (copied to RUN/configs/, the generated data in RUN/data/)."""
+    import shutil
+
+    from producers.models.registry import get_entry, list_models
+
+    repo = Path(__file__).resolve().parents[1] / "configs" / "frame"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "vocabulary.csv").write_text(
+        "Index,Name,Vertical1\n" + "".join(f"{i},class-{i},Vertical-{i % 25:02d}\n" for i in range(3862)))
+    names = sorted(p.stem for p in repo.glob("*.toml"))
+    assert names == list_models("frame")
+    for name in names:
+        cfg = load_config(shutil.copy(repo / f"{name}.toml", tmp_path / "configs"))
+        assert cfg.model.name == name and cfg.data.level == "frame", name
+        defaults = get_entry(name).hparams()
+        # CPU sizes live in the config only: every width it sets differs from (is smaller than) the paper default
+        for key in ("hidden_size", "cluster_size", "audio_cluster_size", "audio_hidden_size"):
+            if key in cfg.model.hparams:
+                assert cfg.model.hparams[key] < defaults[key], (name, key)
+
+
+def _frame_table():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "frame_table.py"
+    spec = importlib.util.spec_from_file_location("frame_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_frame_table_reads_a_previous_table(tmp_path):
+    """scripts/frame_table.py --previous: the earlier numbers, from a markdown table or a table.json."""
+    ft = _frame_table()
+    md = tmp_path / "README.md"
+    md.write_text("text\n\n" + ft.HEADER + "\n|---|---|---|---|---|---|\n"
+                  "| bigru | 34 / 96 | 0.4053 | **0.4100** | 0.4098 | 0.3717 |\n"
+                  "| lstm | 66 / – | 0.3345 | – | – | – |\n\nmore text\n")
+    rows = ft.read_previous(md)
+    assert rows["bigru"] == dict(model="bigru", train_s=34, train_all_s=96, crop0=0.4053, mean5=0.41, zou5=0.4098,
+                                 all=0.3717)
+    assert rows["lstm"]["train_all_s"] is None and rows["lstm"]["mean5"] is None
+    js = tmp_path / "table.json"
+    js.write_text(json.dumps(list(rows.values())))
+    assert ft.read_previous(js) == rows
+    md.write_text(ft.HEADER + "\n|---|---|---|---|---|---|\n| bigru | 34 / 96 | 0.40x | 0.4 | 0.4 | 0.4 |\n")
+    with pytest.raises(InputError, match="not a number"):
+        ft.read_previous(md)
+    with pytest.raises(InputError, match="has no frame table"):
+        ft.read_previous(_write(tmp_path / "x.md", "no table\n"))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

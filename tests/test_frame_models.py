@@ -199,6 +199,64 @@ def test_every_encoder_takes_every_video_head(name, head):
     assert all(p.grad is not None for p in m.parameters())
 
 
+#: small options of the other registered video-level models, as heads of a frame encoder
+OTHER_HEADS = {
+    "mlp": dict(hidden_dim=8),
+    "residualcnn": dict(signal_dim=8, stem_channels=4, stem_kernel=3, widths=[4, 4, 4, 4], kernel=3),
+    "lstm_translator": dict(hidden_size=8, embed_dim=4, max_steps=3),
+}
+
+
+def test_head_lists_cover_every_video_model():
+    """Every registered video-level model is tried as a frame encoder's head by one of the two tests below."""
+    assert sorted(HEADS + list(OTHER_HEADS)) == list_models("video")
+
+
+@pytest.mark.parametrize("head", sorted(OTHER_HEADS))
+@pytest.mark.parametrize("name", ["lstm", "attention_bigru", "netvlad"])
+def test_encoders_take_the_other_video_models_as_heads(name, head):
+    m = small(name, head=head, head_options=OTHER_HEADS[head])
+    assert m.head.__class__ is get_entry(head).cls
+    y = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [1, 1, 0, 0]])
+    z = m(torch.randn(4, 6, D), torch.tensor([6, 5, 2, 1]))
+    assert z.shape == (4, C) and torch.isfinite(z).all()
+    aux = m.auxiliary_loss(y)
+    assert (aux is not None) == (head == "lstm_translator")  # Yoo's word loss reaches the training loop
+    (F.binary_cross_entropy_with_logits(z, y) + (0 if aux is None else aux)).backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+def test_head_names_are_checked():
+    with pytest.raises(InputError, match="head must be one of"):
+        small("lstm", head="hmoee")
+    with pytest.raises(InputError, match="no option"):
+        small("lstm", head="hmoe", head_options={"num_vertical": 2})  # a head option the head lacks
+
+
+def test_tangs_chain_head_at_paper_sizes():
+    """Tang et al. 2017 Section 2.3.2: classes by training frequency, a group every 393 classes: 4716 / 393 = 12
+    groups, an MoE per group (mixture of 4 for every frame model, Section 2.2), earlier probabilities through a
+    bottleneck; on ATT + MaxPool + BiLSTM (Table 4, GAP 0.82301)."""
+    with torch.device("meta"):
+        m = create_model("maxpool_bilstm", input_dim=DF, num_classes=C17, head="chain")
+    assert [h.classifier.num_classes for h in m.head.heads] == [393] * 12 and 393 * 12 == C17
+    assert all(h.classifier.num_experts == 4 for h in m.head.heads)
+    assert [b.in_features for b in m.head.bottlenecks] == [393 * g for g in range(1, 12)]
+
+
+def test_produce_models_shows_paper_and_headline(capsys):
+    """`produce models`: each line names the model's paper and, where the paper scores it, that score."""
+    from producers.cli import main
+    assert main(["models", "--level", "frame"]) == 0
+    lines = {l.split()[0]: l for l in capsys.readouterr().out.splitlines()}
+    assert sorted(lines) == list_models("frame")
+    for name, line in lines.items():
+        e = get_entry(name)
+        assert e.paper in line and (e.headline or " - ") in line, name
+    assert "0.82046" in lines["maxpool_bilstm"] and "0.82416" in lines["maxpool_bilstm"]
+    assert "Tang et al. 2017" in lines["random_bilstm"] and "0.81513" in lines["random_bilstm"]
+
+
 def test_tangs_best_single_model_builds():
     """Tang et al. 2017 Table 4 / Section 3 item 8: ATT + MaxPooling + BiLSTM + Dropout + HMoE (GAP 0.82416):
     cell 1152, 1 layer each side of the pooling, window 3, mixture of 4, HMoE over the 25 verticals."""
@@ -638,3 +696,45 @@ def test_every_model_names_its_paper_in_one_line():
         doc = get_entry(name).doc
         assert re.search(r"\b(19|20)\d\d\b", doc) or "starter code" in doc, name  # the paper (or code) it follows
         assert "\n" not in doc and len(doc) < 160, (name, len(doc))
+
+
+def test_garg_stacked_bilstm_with_residuals():
+    """Garg 2018 Table 2 "Stacked BiLSTM 3 layer, res3, 1024": output feature size 1024 (footnote 1) = 512 per
+    direction; the directions pooled to 512 between layers (Section 4.1), residual connections as Fig. 3 (no
+    parameters); the last layer's final states concatenated (1024) into the MoE."""
+    with torch.device("meta"):
+        m = create_model("stacked_bilstm_pool", input_dim=DF, num_classes=C18, num_layers=3, hidden_size=512,
+                         residual=True)
+    assert n_params(m) == lstm(DF, 512, 2) + 2 * lstm(512, 512, 2) + moe(1024, C18)
+    m = small("stacked_bilstm_pool", num_layers=3, hidden_size=8, residual=True)
+    x, lengths = torch.randn(3, 6, D), torch.tensor([6, 4, 1])
+    with torch.no_grad():
+        x = x.masked_fill(~frame.lengths_mask(lengths, 6).unsqueeze(-1), 0.0)
+
+        def pooled(layer, h):
+            return layer(h, lengths)[0].unflatten(-1, (2, -1)).amax(2)
+
+        h1 = pooled(m.layers[0], x)                  # D -> 8: widths differ, no residual
+        h2 = pooled(m.layers[1], h1) + h1            # 8 -> 8: residual
+        want = m.layers[2](h2, lengths)[1]
+        torch.testing.assert_close(m.encode(x, lengths, frame.lengths_mask(lengths, 6)), want)
+
+
+def test_zhao_attention_bigru_with_frame_embedding():
+    """Zhao 2017, attention section: frames embedded by W_e (x_t = W_e w_t), a Bi-GRU with concatenated
+    directions, u_t = tanh(W_w h_t + b_w), alpha = softmax(u_t . u_w), s = sum alpha_t h_t (Yang et al. 2016)."""
+    e, a, h = 512, 256, 1024  # the paper gives no widths: these only exercise the arithmetic
+    with torch.device("meta"):
+        m = create_model("bigru", input_dim=DF, num_classes=C17, embed_dim=e, pool="attention", attention_dim=a)
+    assert n_params(m) == DF * e + gru(e, h, 2) + gru(2 * h, h, 2) + (2 * h * a + a + a) + moe(2 * h, C17)
+    m = small("bigru", embed_dim=8, pool="attention", attention_dim=4).eval()
+    x, lengths = torch.randn(2, 5, D), torch.tensor([5, 3])
+    mask = frame.lengths_mask(lengths, 5)
+    with torch.no_grad():
+        xm = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        seq = m.rnn(xm @ m.embed.weight.t(), lengths)[0]                      # x_t = W_e w_t, then the Bi-GRU
+        u = torch.tanh(m.pool.attention.proj(seq))                             # u_t = tanh(W_w h_t + b_w)
+        alpha = torch.softmax((u @ m.pool.attention.queries[0]).masked_fill(~mask, float("-inf")), dim=1)
+        torch.testing.assert_close(m.encode(xm, lengths, mask), (alpha[..., None] * seq).sum(1))
+    with pytest.raises(InputError, match="expected frames of shape"):
+        m(torch.randn(2, 5, 8), lengths)  # the model reads input_dim-wide frames, not embed_dim-wide ones

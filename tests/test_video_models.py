@@ -115,6 +115,20 @@ def test_hmoe_vertical_targets():
     assert model.auxiliary_loss(y).item() > 0
 
 
+def test_hmoe_coarse_input_probabilities_or_logits():
+    """Tang et al. 2017 Section 2.3.1: the fine MoE reads [x, coarse responses]; "probs" or "logits" of them."""
+    torch.manual_seed(0)
+    x = torch.randn(3, D)
+    for kind in ("probs", "logits"):
+        model = create_model("hmoe", input_dim=D, num_classes=6, verticals=[0, 0, 1, 1, 2, 2], coarse_input=kind)
+        model.eval()
+        zv = model.coarse(x)
+        r = torch.sigmoid(zv) if kind == "probs" else zv
+        torch.testing.assert_close(model(x), model.fine(torch.cat([x, r], dim=1)))
+    with pytest.raises(InputError, match="coarse_input"):
+        create_model("hmoe", input_dim=D, num_classes=6, coarse_input="softmax")
+
+
 def test_lstm_translator_targets():
     model = create_model("lstm_translator", input_dim=D, num_classes=5, max_steps=3)
     y = torch.tensor([[0.0, 1, 0, 1, 1], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])

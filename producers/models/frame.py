@@ -444,10 +444,27 @@ class BiGRU(_PooledRNN):
     width and does not say how the outputs are pooled: the defaults are 1024
     units per direction and the final states. Zhao's attention model is
     ``pool = "attention"`` with ``attention_dim > 0`` (the projected attention
-    of Yang et al. 2016; the paper gives no projection width).
+    of Yang et al. 2016; the paper gives no projection width) and
+    ``embed_dim > 0``: the frames first go through an embedding matrix
+    ``x_t = W_e w_t`` (no bias, so padding stays 0), as Zhao's attention section
+    writes it (no width given; 0 = no embedding, the concat model).
     """
 
     CELL, BIDIRECTIONAL = "gru", True
+
+    def __init__(self, input_dim: int, num_classes: int, hidden_size=1024, num_layers: int = 2,
+                 pool: str = "last", attention_dim: int = 0, embed_dim: int = 0, head: str = "moe",
+                 num_experts: int = 2, dropout: float = 0.0, context_gating: bool = False,
+                 head_options: dict | None = None):
+        embed_dim = _check_int("embed_dim", embed_dim, low=0)
+        # the recurrent layers read the embedded frames (embed_dim wide) where there is an embedding
+        super().__init__(embed_dim or _check_int("input_dim", input_dim), num_classes, hidden_size, num_layers,
+                         pool, attention_dim, head, num_experts, dropout, context_gating, head_options)
+        self.input_dim, self.embed_dim = input_dim, embed_dim  # the frames forward() checks: input_dim wide
+        self.embed = nn.Linear(input_dim, embed_dim, bias=False) if embed_dim else None
+
+    def encode(self, x, lengths, mask):
+        return super().encode(x if self.embed is None else self.embed(x), lengths, mask)
 
 
 @register_model("residual_lstm", level="frame", paper="Garg 2018, Section 4.1 and Fig. 3 (res3)",
@@ -479,14 +496,19 @@ class StackedBiLSTMPool(FrameModel):
     last layer's final forward and backward states concatenated. Defaults:
     Garg's best "Stacked BiLSTM 2 layer, 2048" (Table 2, GAP 0.841), 1024
     units per direction. The paper does not say which pooling joins the
-    directions: max (default) or mean.
+    directions: max (default) or mean. ``residual=True`` adds each layer's
+    input to its pooled output where the widths match (Fig. 3's connections):
+    Garg's "Stacked BiLSTM 3 layer, res3, 1024" (Table 2, GAP 0.828; 1024 is
+    the output feature size, footnote 1) is ``num_layers = 3, hidden_size =
+    512, residual = true``.
     """
 
     def __init__(self, input_dim: int, num_classes: int, hidden_size=1024, num_layers: int = 2,
-                 direction_pool: str = "max", head: str = "moe", num_experts: int = 2, dropout: float = 0.0,
-                 context_gating: bool = False, head_options: dict | None = None):
+                 direction_pool: str = "max", residual: bool = False, head: str = "moe", num_experts: int = 2,
+                 dropout: float = 0.0, context_gating: bool = False, head_options: dict | None = None):
         super().__init__(input_dim, num_classes, head, num_experts, dropout, context_gating, head_options)
         self.direction_pool = _check_choice("direction_pool", direction_pool, ("max", "mean"))
+        self.residual = bool(residual)
         widths = layer_widths(hidden_size, num_layers)
         self.layers = nn.ModuleList(RecurrentEncoder(d, w, 1, "lstm", bidirectional=True)
                                     for d, w in zip([input_dim] + widths[:-1], widths))
@@ -495,7 +517,8 @@ class StackedBiLSTMPool(FrameModel):
     def encode(self, x, lengths, mask):
         for layer in self.layers[:-1]:
             both = layer(x, lengths)[0].unflatten(-1, (2, -1))  # (B, T, 2 directions, H)
-            x = both.amax(2) if self.direction_pool == "max" else both.mean(2)
+            pooled = both.amax(2) if self.direction_pool == "max" else both.mean(2)
+            x = pooled + x if self.residual and pooled.shape[-1] == x.shape[-1] else pooled
         return self.layers[-1](x, lengths)[1]
 
 

@@ -72,7 +72,8 @@ def vertical_ids(verticals, num_classes: int, num_verticals: int = 25) -> np.nda
 
 # --------------------------------------------------------------------------- flat heads
 
-@register_model("lr", level="video", paper="YouTube-8M starter code LogisticModel")
+@register_model("lr", level="video", paper="YouTube-8M starter code LogisticModel",
+                headline="GAP 0.74714 private (Zou et al. 2017 Table 2, Kaggle mean_rgb + mean_audio baseline)")
 class LogisticRegression(nn.Module):
     """Logistic regression: one sigmoid unit per class on the video vector (YouTube-8M starter code, LogisticModel).
 
@@ -255,17 +256,27 @@ class HierarchicalMoE(nn.Module):
     num_verticals`` (no semantic meaning, so the model runs without a
     vocabulary file). Tang et al. 2017, Section 2.3.1: both levels are MoE
     classifiers, trained jointly, the coarse one supervised by the verticals;
-    the fine one reads the aggregated features with the coarse responses
-    (the paper says "before softmax"; here the coarse probabilities). The
-    coarse head gives P(vertical | x) (B, V), trained by an auxiliary BCE
-    against "some class of the vertical is present"; the fine head sees
-    ``[x, P(vertical | x)]`` and outputs the (B, C) class logits.
+    the fine one reads the aggregated features concatenated with the coarse
+    responses. The coarse head gives P(vertical | x) (B, V), trained by an
+    auxiliary BCE against "some class of the vertical is present"; the fine
+    head sees ``[x, r]`` and outputs the (B, C) class logits, ``r`` chosen by
+    ``coarse_input``: "probs" (default) P(vertical | x), or "logits" its
+    log-odds. The paper says the responses are taken "before the softmax
+    layer", but a mixture of experts has no single softmax on its output (a
+    softmax gate, sigmoid experts), so the phrase fits neither reading
+    exactly; "logits" is the closer literal one, "probs" (bounded in [0, 1])
+    stays the default because the real-data results in README.md were
+    measured with it. Neither Table 4 nor Section 3 separates the two.
     """
 
     def __init__(self, input_dim: int, num_classes: int, verticals: list | str | None = None,
                  num_verticals: int = 25, aux_weight: float = 1.0, dropout: float = 0.0,
-                 head: str = "moe", num_experts: int = 2, context_gating: bool = False):
+                 head: str = "moe", num_experts: int = 2, context_gating: bool = False,
+                 coarse_input: str = "probs"):
         super().__init__()
+        if coarse_input not in ("probs", "logits"):
+            raise InputError(f"coarse_input must be 'probs' or 'logits', got {coarse_input!r}")
+        self.coarse_input = coarse_input
         vert = torch.as_tensor(vertical_ids(verticals, num_classes, num_verticals), device="cpu")
         n_vert = int(vert.max()) + 1 if num_classes else 1
         member = torch.zeros(num_classes, n_vert, device="cpu")
@@ -279,7 +290,7 @@ class HierarchicalMoE(nn.Module):
     def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
         zv = self.coarse(x)  # vertical logits
         self._aux = zv if self.training else None
-        return self.fine(torch.cat([x, torch.sigmoid(zv)], dim=1))
+        return self.fine(torch.cat([x, torch.sigmoid(zv) if self.coarse_input == "probs" else zv], dim=1))
 
     def auxiliary_loss(self, y: torch.Tensor) -> torch.Tensor:
         """Weighted BCE of the vertical logits against "any class of the vertical present"."""
