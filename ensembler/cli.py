@@ -354,9 +354,8 @@ def _build_summary(rec) -> str:
 
 
 def _positive(option: str, value) -> None:
-    from predictions.errors import InputError
-    if value is not None and value < 1:
-        raise InputError(f"{option} must be a positive integer, got {value}")
+    from predictions.params import Num
+    Num(lo=1, integer=True, none=True).check(option, value)
 
 
 def _not_empty(out: str) -> None:
