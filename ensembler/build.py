@@ -420,7 +420,7 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         than the fit split where the members cover different videos (see
         :mod:`ensembler.coverage`).
     verify : check every member store's checksum first (a fixed scheme's on the rows streamed).
-    progress, command, log : progress bars, the command line to record, where messages go.
+    progress, command, log : progress bars, the command line to record, where messages go (None: nowhere).
     client : a dask.distributed Client (chunks combined on its workers).
     classes, csv_cache : for CSV members and truth CSVs: their class count (default: that of the
         stores or labels given, else 3862) and the CSV cache directory.
@@ -428,6 +428,7 @@ def build(members, *, scheme: str = "uniform", params: dict | None = None, label
         (with the other outputs, all or none).
     """
     t0 = time.perf_counter()
+    log = log or (lambda *args, **kw: None)   # log=None: silent
     name = f"ens-{scheme}" if name is None else name
     opts = BuildOptions(name=name, fit_split=fit_split, k=k, n_folds=n_folds, random_state=random_state,
                         chunk_rows=chunk_rows, fold_crops=fold_crops, member_k=member_k,

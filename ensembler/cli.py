@@ -355,7 +355,8 @@ def _build_summary(rec) -> str:
 
 def _positive(option: str, value) -> None:
     from predictions.params import Num
-    Num(lo=1, integer=True, none=True).check(option, value)
+    if value is not None:
+        Num(lo=1, integer=True).check(option, value)
 
 
 def _not_empty(out: str) -> None:

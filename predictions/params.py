@@ -61,7 +61,7 @@ class Num:
         """Plain-text description, e.g. ``integer >= 1`` or ``number in (0, 1]``."""
         kind = "integer" if self.integer else "number"
         if self.integer and self.lo == 1 and not self.lo_open:      # the common count: say it in words
-            kind, bound = "positive integer", ""
+            kind, bound = "a positive integer", ""
             if self.hi is not None:
                 bound = f" {'<' if self.hi_open else '<='} {self.hi}"
             return kind + bound + (" or None" if self.none else "")

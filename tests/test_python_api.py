@@ -64,6 +64,13 @@ def test_tour_runs_as_written(tmp_path, monkeypatch, capsys):
     sub = read_submission(tmp_path / "demo-run" / "submission.csv", 60)
     assert len(sub) == SPLITS["test"] and set(sub.ids) == set(run["truth"]["test"].ids)
     assert sub.k == 20
+    # the DataFrame and apply-later examples: weights by name, an eval column, apply == build's model
+    assert set(namespace["fit"].weights) == {"moe", "lr"}
+    assert "gap_eval" in namespace["board"].columns and len(namespace["board"]) == 3
+    assert list(namespace["top"].columns) == ["VideoId", "LabelConfidencePairs"]
+    applied = read_store(tmp_path / "demo-run" / "blend" / "ens-caruana.test.full.h5")
+    np.testing.assert_array_equal(applied.scores, namespace["preds"].scores)
+    assert set(applied.ids) == set(run["truth"]["test"].ids)
 
 
 # --------------------------------------------------------------------------- faces and imports
@@ -213,6 +220,8 @@ def test_sparse_labels_and_clear_errors(plain):
     with pytest.raises(TypeError, match="members must be"):
         comb.fit("runs/*.h5", Y)
     with pytest.raises(TypeError, match="labels must be"):
+        comb.fit(scores, {"labels": "labels.h5"})
+    with pytest.raises(InputError, match="labels.h5: file not found"):   # a path is read: it must exist
         comb.fit(scores, "labels.h5")
     with pytest.raises(TypeError, match="mix Predictions and arrays"):
         comb.fit([preds[0], scores[1]], Y)
