@@ -55,7 +55,8 @@ Example (relative paths are relative to the config file's directory)::
     crop_top_k = 0                    # > 0: Zou's multi-crop rule, each crop's scores outside its top k
                                       # set to 0 before the mean (20 in the paper); 0: plain mean
     fold_eval = "mean"                # [train] folds > 0: eval/test scored by the mean of the K fold
-                                      # models ("mean") or by one more model trained on the whole pool ("refit")
+                                      # models ("mean") or by one more model trained on the whole pool ("refit");
+                                      # "both": the mean as <name>, the refit as <name>-refit (to compare them)
 
     [distill]                         # optional: `produce distill` (see DistillConfig)
     teacher = "runs/ensembles/ens-lr.train.full.h5"
@@ -77,7 +78,8 @@ predicted by the fold model that did not see it, ``labels/labels.oof.h5``
 beside it), the pool's own splits (train, heldout) out of fold too, and
 eval/test by the mean of the fold models (``fold_eval = "mean"``) or a refit
 on the whole pool (``"refit"``, trained by ``produce train`` as the job's own
-model, or ``--fold refit``).
+model, or ``--fold refit``); ``"both"`` writes the mean under ``<name>`` and
+the refit's stores under ``<name>-refit``, so that one run measures both.
 
 Every problem (unknown section or key, wrong type, unknown model or model
 option, bad value) is one :class:`~predictions.errors.InputError` naming the
@@ -355,7 +357,7 @@ def _check_hparams(model: ModelConfig, path: str, base: Path) -> dict:
 
 #: Splits a fold pool may merge (eval is scored by nobody until the end).
 POOL_SPLITS = ("train", "heldout")
-FOLD_EVAL = ("mean", "refit")
+FOLD_EVAL = ("mean", "refit", "both")
 
 
 def _check_folds(train: TrainConfig, predict: PredictConfig, path: str) -> None:

@@ -151,12 +151,12 @@ def train_job(cfg: JobConfig, *, restart: bool = False, quiet: bool = False, dis
 def fold_targets(cfg: JobConfig, fold: int | str | None = None) -> list[int | None]:
     """The fold models ``produce train [--fold F]`` trains: fold indices, None for the refit.
 
-    ``fold`` None: every fold (plus the refit with ``fold_eval = "refit"``);
+    ``fold`` None: every fold (plus the refit with ``fold_eval = "refit"`` or ``"both"``);
     an index 0..K-1 (or its decimal string) or ``"refit"``: that one.
     """
     n_folds = cfg.train.folds
     if fold is None:
-        return list(range(n_folds)) + ([None] if cfg.predict.fold_eval == "refit" else [])
+        return list(range(n_folds)) + ([None] if cfg.predict.fold_eval in ("refit", "both") else [])
     if fold == "refit":
         return [None]
     if isinstance(fold, str) and fold.isdecimal() and len(fold) < 4:
@@ -558,12 +558,14 @@ def _predict_pool_folds(cfg: JobConfig, n_crops: int, quiet: bool) -> list[Path]
 
     InputError naming every fold model not trained yet, before anything is written.
     """
+    import dataclasses
+
     from predictions.split import fold_of
 
     from .train import FoldMean, load_best
 
     n_folds, pool = cfg.train.folds, tuple(cfg.train.pool)
-    refit = cfg.predict.fold_eval == "refit"
+    refit = cfg.predict.fold_eval in ("refit", "both")
     ckpts = [_checkpoint_dir(_fold_config(cfg, k)) for k in range(n_folds)]
     missing = [str(k) for k, c in enumerate(ckpts) if not (c / "best.pt").exists()]
     if refit and not (_checkpoint_dir(cfg) / "best.pt").exists():
@@ -583,13 +585,17 @@ def _predict_pool_folds(cfg: JobConfig, n_crops: int, quiet: bool) -> list[Path]
         if split == "oof" or split in pool:
             paths = _predict_by_fold(cfg, split, ids, X, fold_of(ids, n_folds, cfg.split.salt), models, n_crops,
                                      dict(extra, fold_predictions="out-of-fold"), quiet)
-        elif refit:
-            ckpt = _checkpoint_dir(cfg) / "best.pt"
-            paths = _predict_split(cfg, load_best(build_model(cfg), ckpt.parent), split, ids, X, n_crops,
-                                   dict(extra, fold_predictions="refit", checkpoint=str(ckpt)), quiet)
         else:
-            paths = _predict_split(cfg, FoldMean(models), split, ids, X, n_crops,
-                                   dict(extra, fold_predictions="mean"), quiet)
+            paths = []
+            if cfg.predict.fold_eval in ("mean", "both"):
+                paths += _predict_split(cfg, FoldMean(models), split, ids, X, n_crops,
+                                        dict(extra, fold_predictions="mean"), quiet)
+            if refit:  # "both": the refit's stores under <name>-refit, beside the mean's
+                ckpt = _checkpoint_dir(cfg) / "best.pt"
+                named = cfg if cfg.predict.fold_eval == "refit" else dataclasses.replace(
+                    cfg, output=dataclasses.replace(cfg.output, name=f"{cfg.output.name}-refit"))
+                paths += _predict_split(named, load_best(build_model(cfg), ckpt.parent), split, ids, X, n_crops,
+                                        dict(extra, fold_predictions="refit", checkpoint=str(ckpt)), quiet)
         log(f"predicted {split}: {len(ids)} videos in {time.perf_counter() - t0:.1f}s -> "
             + ", ".join(p.name for p in paths))
         written += paths

@@ -11,8 +11,12 @@
 #     copied first to RUN_DIR/insample/;
 #   * out-of-fold: each member again with [predict] train_folds = 3 (3 more models each, trained without
 #     one third of the train split; its train-split store becomes out of fold). Costs 3 more trainings.
+#   * pool (issue 22; when POOL_RUN, default /work/real-oof, holds a `FOLDS=5 bash scripts/real_data.sh --oof`
+#     run with every member of $TEACHERS): the same scheme fitted on the members' 5-fold out-of-fold pool
+#     (`ensemble build --fit-split oof`, train + heldout), its oof store (every training video, predicted by
+#     fold models that never saw it; each fold model saw 80 % of the pool) the teacher. No extra training here.
 # Students ($STUDENTS, default "mlp lr"): the member's own config plus [distill] teacher = the train-split
-# teacher store, for alpha in $ALPHAS (default "0.5 0.9") and temperature 1; names <student>-<insample|oof>-a<alpha digits>.
+# teacher store, for alpha in $ALPHAS (default "0.5 0.9") and temperature 1; names <student>-<insample|oof|pool>-a<alpha digits>.
 # Writes RUN_DIR/distill.tsv (name, teacher, alpha, eval GAP@20, train s) and prints it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +54,21 @@ for kind in insample oof; do
   fi
 done
 
+POOL_RUN=$(realpath -m "${POOL_RUN:-/work/real-oof}")
+KINDS="insample oof"
+pool_members=(); for t in $TEACHERS; do pool_members+=("$POOL_RUN/predictions/$t".{oof,eval}.full.h5); done
+if ls "${pool_members[@]}" >/dev/null 2>&1; then
+  KINDS="$KINDS pool"
+  if [ ! -f "$RUN/teachers/teacher-pool.oof.full.h5" ]; then
+    echo "=== teacher-pool: $SCHEME over $TEACHERS, fitted on the out-of-fold pool of $POOL_RUN ($(date +%T))"
+    ensemble build --weights="$SCHEME" --members "${pool_members[@]}" --labels "$POOL_RUN/labels" --fit-split oof \
+      --out "$RUN/teachers" --name teacher-pool --seed 0 --quiet || KINDS="insample oof"
+  fi
+else
+  echo "no out-of-fold pool run in $POOL_RUN (FOLDS=5 bash scripts/real_data.sh --oof $POOL_RUN): no pool teacher"
+fi
+teacher_store() { [ "$1" = pool ] && echo "$RUN/teachers/teacher-pool.oof.full.h5" || echo "$RUN/teachers/teacher-$1.train.full.h5"; }
+
 OUT="$RUN/distill.tsv"
 printf 'name\tteacher\talpha\teval_gap\ttrain_s\n' > "$OUT"
 score() { python - "$1" "$RUN/labels/labels.eval.h5" <<'EOF'
@@ -61,14 +80,16 @@ p = read_store(sys.argv[1]); print(f"{gap(p, read_labels(sys.argv[2]).reindex(p.
 EOF
 }
 printf 'teacher (%s over %s)\t-\t-\t%s\t-\n' "$SCHEME" "$TEACHERS" "$(score "$RUN/teachers/teacher-oof.eval.full.h5")" >> "$OUT"
+case " $KINDS " in *" pool "*) printf 'teacher (%s over the 5-fold pool)\tpool\t-\t%s\t-\n' "$SCHEME" \
+  "$(score "$RUN/teachers/teacher-pool.eval.full.h5")" >> "$OUT";; esac
 for s in $STUDENTS; do
   printf '%s (labels only)\t-\t0\t%s\t-\n' "$s" "$(score "$RUN/predictions/$s.eval.full.h5")" >> "$OUT"
-  for kind in insample oof; do
+  for kind in $KINDS; do
     for a in $ALPHAS; do
       name="$s-$kind-a${a/./}"; cfg="$RUN/configs/$name.toml"
       sed -e "/^\[output\]/,\$ s/^name = .*/name = \"$name\"/" -e 's/^splits = .*/splits = ["eval"]/' "$RUN/configs/$s.toml" > "$cfg"
       printf '\n[distill]\nteacher = "%s"\nalpha = %s\ntemperature = 1.0\n' \
-        "$RUN/teachers/teacher-$kind.train.full.h5" "$a" >> "$cfg"
+        "$(teacher_store "$kind")" "$a" >> "$cfg"
       t0=$(now)
       if [ ! -f "$RUN/predictions/$name.eval.full.h5" ]; then
         echo "=== distill $name ($(date +%T))"

@@ -31,6 +31,8 @@
 # writes <name>.oof.full.h5 (+ labels/labels.oof.h5), the heldout store (out of fold) and the eval store
 # (mean of the fold models). Same builds and evaluation on eval as above, fitted on heldout; with an
 # `ensemble build --fit-split` option, also fitted on the whole out-of-fold pool (ens-oof-<scheme>).
+# REFIT=1 also trains each member once on the whole pool (`--fold refit`, [predict] fold_eval = "both") and
+# scores its eval store <name>-refit.eval.full.h5 beside the fold mean (producers.eval.*; not an ensemble member).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -54,6 +56,8 @@ elapsed() { python -c "print(f'{$2 - $1:.1f}')"; }
 
 if [ $OOF = 1 ]; then
   FOLDS=${FOLDS:-5}
+  REFIT=${REFIT:-0}
+  REFITS=()
   read -r -a PRODUCERS <<< "${OOF_MEMBERS:-mlp lr mlp_audio mlp_rgb moe mlp_wide mlp_cg hmoe}"
   MEMBERS=()
   for name in "${PRODUCERS[@]}"; do
@@ -61,11 +65,15 @@ if [ $OOF = 1 ]; then
     sed -e "s|^run_dir = .*|run_dir = \"$RUN\"|" -e "s|\"\.\./\.\./\.\./shared/data|\"$DATA|" \
         -e "s|^splits = .*|splits = [\"heldout\", \"eval\"]|" \
         -e "s|^\[train\]\$|[train]\nfolds = $FOLDS\npool = [\"train\", \"heldout\"]|" \
+        $([ "$REFIT" = 1 ] && echo "-e s|^\[predict\]\$|[predict]\nfold_eval=\"both\"|") \
         "configs/real/$name.toml" > "$cfg"
-    if [ ! -f "$RUN/predictions/$name.eval.full.h5" ]; then
+    if [ ! -f "$RUN/predictions/$name.eval.full.h5" ] \
+       || { [ "$REFIT" = 1 ] && [ ! -f "$RUN/predictions/$name-refit.eval.full.h5" ]; }; then
       ok=1
-      for ((k = 0; k < FOLDS; k++)); do
-        [ -f "$RUN/$name/folds/fold-$k/history.json" ] && continue
+      targets=$(seq 0 $((FOLDS - 1))); [ "$REFIT" = 1 ] && targets="$targets refit"
+      for k in $targets; do
+        if [ "$k" = refit ]; then done_file="$RUN/$name/history.json"; else done_file="$RUN/$name/folds/fold-$k/history.json"; fi
+        [ -f "$done_file" ] && continue
         echo "=== train $name fold $k/$FOLDS ($(date +%T))"
         t0=$(now)
         if produce train "$cfg" --fold "$k" --quiet; then st=ok; else st=FAILED; ok=0; fi
@@ -79,11 +87,12 @@ if [ $OOF = 1 ]; then
       [ "$st" = ok ] || continue
     fi
     MEMBERS+=("$RUN/predictions/$name.heldout.full.h5" "$RUN/predictions/$name.eval.full.h5")
+    [ "$REFIT" = 1 ] && REFITS+=("$RUN/predictions/$name-refit.eval.full.h5")
   done
   [ ${#MEMBERS[@]} -gt 0 ] || { echo "no member finished" >&2; exit 1; }
   echo "=== fold-mean producers on eval ($(date +%T))"
-  ensemble evaluate --members "${MEMBERS[@]}" --labels "$RUN/labels" --split eval | tee "$RUN/producers.eval.txt"
-  ensemble evaluate --json --members "${MEMBERS[@]}" --labels "$RUN/labels" --split eval > "$RUN/producers.eval.json"
+  ensemble evaluate --members "${MEMBERS[@]}" "${REFITS[@]}" --labels "$RUN/labels" --split eval | tee "$RUN/producers.eval.txt"
+  ensemble evaluate --json --members "${MEMBERS[@]}" "${REFITS[@]}" --labels "$RUN/labels" --split eval > "$RUN/producers.eval.json"
   FIT_SPLITS=(heldout)
   ensemble build --help 2>/dev/null | grep -q -- "--fit-split" && FIT_SPLITS+=(oof)
   for fit in "${FIT_SPLITS[@]}"; do

@@ -18,9 +18,8 @@ K = 3
 
 JOB = """
 [model]
-name = "mlp"
-[model.hparams]
-hidden_dim = 32
+name = "{model}"
+{hparams}
 [data]
 train = "data/video/train-*.tfrecord"
 num_classes = 30
@@ -44,10 +43,11 @@ name = "{name}"
 """
 
 
-def _job(root: Path, name: str, *, epochs=2, folds=K, train="", predict="", file=None) -> Path:
+def _job(root: Path, name: str, *, epochs=2, folds=K, train="", predict="", file=None, model="mlp",
+         hparams="[model.hparams]\nhidden_dim = 32") -> Path:
     path = root / f"{file or name}.toml"
-    path.write_text(JOB.format(epochs=epochs, folds=folds, train=train, predict=predict, name=name),
-                    encoding="utf-8")
+    path.write_text(JOB.format(epochs=epochs, folds=folds, train=train, predict=predict, name=name, model=model,
+                               hparams=hparams), encoding="utf-8")
     return path
 
 
@@ -214,6 +214,7 @@ def test_fold_argument_needs_folds(root, capsys):
     ('pool = ["train", "eval"]', "", "[train] pool must be"),
     ('pool = ["heldout"]', "", "[train] pool must be"),
     ("", 'fold_eval = "median"', "[predict] fold_eval must be"),
+    ("", 'fold_eval = "both"', None),
     ("", "train_folds = 3", "leave [predict] train_folds at 0"),
 ])
 def test_fold_config_validation(root, train, predict, message):
@@ -246,3 +247,153 @@ def test_refit_scores_eval_with_one_model_on_the_whole_pool(root):
     assert produce(["predict", str(job), "--quiet"]) == 0
     with open_store(root / "runs" / "predictions" / "mlp-refit.eval.full.h5") as s:
         assert s.meta.extra["fold_predictions"] == "refit"
+        refit = s.read()
+    # "both": the mean under the job's name, the same refit under <name>-refit (nothing retrained)
+    both = _job(root, "mlp-refit", predict='fold_eval = "both"', file="mlp-refit-both")
+    assert produce(["train", str(both), "--quiet"]) == 0
+    assert json.loads((root / "runs" / "mlp-refit" / "history.json").read_text())["resumed_from"] == 2  # done
+    assert produce(["predict", str(both), "--quiet"]) == 0
+    preds = root / "runs" / "predictions"
+    with open_store(preds / "mlp-refit-refit.eval.full.h5") as s:
+        assert s.meta.extra["fold_predictions"] == "refit" and s.meta.model == "mlp-refit-refit"
+        np.testing.assert_array_equal(s.read().reindex(refit.ids).scores, refit.scores)
+    with open_store(preds / "mlp-refit.eval.full.h5") as s:
+        assert s.meta.extra["fold_predictions"] == "mean"
+        assert np.abs(s.read().reindex(refit.ids).scores - refit.scores).max() > 1e-4
+    assert not (preds / "mlp-refit-refit.oof.full.h5").exists()  # the pool is out of fold only
+
+
+# --------------------------------------------------------------------------- stacking on the out-of-fold pool
+
+@pytest.fixture(scope="module")
+def lr_trained(root):
+    """A second 3-fold member (logistic regression), so that a stacker has something to weigh."""
+    job = _job(root, "lr-k3", model="lr", hparams="")
+    assert produce(["train", str(job), "--quiet"]) == 0
+    assert produce(["predict", str(job), "--quiet"]) == 0
+    return job
+
+
+def _pool_and_eval(root: Path):
+    ids = _all_ids(root)
+    base = assign_splits(ids, heldout=80, eval=80)
+    return ids[np.isin(base, ["train", "heldout"])], ids[base == "eval"]
+
+
+@pytest.fixture(scope="module")
+def pooled(root, trained, lr_trained):
+    """lr stacking of the two 3-fold members by `ensemble build`, fitted on the oof pool and on heldout alone."""
+    from ensembler.cli import main as ensemble
+
+    run = root / "runs"
+    members = [str(run / "predictions" / f"{m}.{s}.full.h5") for m in ("mlp-k3", "lr-k3") for s in ("oof", "eval")]
+    out = root / "ens"
+    for fit in ("oof", "heldout"):
+        these = members if fit == "oof" else [m.replace(".oof.", ".heldout.") for m in members]
+        assert ensemble(["build", "--weights=lr", "--members", *these, "--labels", str(run / "labels"),
+                         "--fit-split", fit, "--folds", "3", "--out", str(out), "--name", f"ens-{fit}",
+                         "--quiet"]) == 0
+    return out
+
+
+def test_pooled_build_fits_on_every_pool_video(root, pooled):
+    """`ensemble build --fit-split oof` fits on the out-of-fold stores of all pool videos (train + heldout),
+    estimates on them, and applies the fitted stacker to the fold-mean eval stores."""
+    pool, ev = _pool_and_eval(root)
+    rec = json.loads((pooled / "ens-oof.build.json").read_text())
+    held = json.loads((pooled / "ens-heldout.build.json").read_text())
+    assert rec["fit_split"] == "oof" and rec["n_fit_videos"] == len(pool)  # every labelled non-eval video
+    assert sum(rec["crossfit"]["fold_sizes"]) == len(pool) and rec["crossfit"]["n_folds"] == 3
+    assert held["n_fit_videos"] == 80 < len(pool)  # the heldout-only build fits on 80
+    assert 0 < rec["crossfit"]["estimate"] < 1 and rec["crossfit"]["std_error"] > 0
+    with open_store(pooled / "ens-oof.oof.full.h5") as s:
+        assert s.meta.split == "oof" and sorted(s.ids) == sorted(pool)
+    with open_store(pooled / "ens-oof.eval.full.h5") as s:
+        assert sorted(s.ids) == sorted(ev)
+
+
+def test_pooled_ensemble_teaches_a_student(root, pooled):
+    """The pooled ensemble's oof store (split "oof": every training video, out of fold at the producer
+    level) is a `[distill]` teacher for a single model trained on the train split."""
+    from producers.config import load_config
+    from producers.jobs import _splits
+    from producers.teacher import teacher_targets
+
+    job = _job(root, "student", folds=0, epochs=1)
+    job.write_text(job.read_text() + f'\n[distill]\nteacher = "{pooled / "ens-oof.oof.full.h5"}"\nalpha = 0.5\n')
+    cfg = load_config(job)
+    ids = _all_ids(root)
+    train = ids[_splits(cfg, ids) == "train"]
+    with open_store(pooled / "ens-oof.oof.full.h5") as s:
+        want = s.read().reindex(train).dense()
+    np.testing.assert_allclose(teacher_targets(cfg.distill, train, C), want, atol=1e-6)
+    assert produce(["distill", str(job), "--quiet"]) == 0
+    assert "teacher: " in (root / "runs" / "student" / "train.log").read_text()
+
+
+def test_a_stacker_folds_labels_never_reach_its_scores_on_the_pool(root, trained, lr_trained):
+    """Stacker level, on the produced out-of-fold stores: scramble the labels of the stacker's fold 0;
+    fold 0's out-of-fold ensemble scores do not move, the other folds' do (so the test can fail)."""
+    from ensembler import fit_ensemble
+    from ensembler.inputs import as_candidates
+    from predictions.types import Labels
+
+    run = root / "runs"
+    cands = as_candidates([str(run / "predictions" / f"{m}.oof.full.h5") for m in ("mlp-k3", "lr-k3")])
+    labels = read_labels(run / "labels" / "labels.oof.h5").reindex(cands.ids)
+    fit = fit_ensemble(cands, labels, "lr", n_folds=3, random_state=1)
+    rng = np.random.default_rng(0)
+    lists = labels.lists()
+    for v in np.flatnonzero(fit.crossfit.folds == 0):
+        lists[v] = rng.choice(C, size=rng.integers(1, 4), replace=False)
+    again = fit_ensemble(cands, Labels.from_lists(labels.ids, lists, C), "lr", n_folds=3, random_state=1)
+    in0 = fit.crossfit.folds[cands.row] == 0
+    np.testing.assert_array_equal(fit.crossfit.oof_scores[in0], again.crossfit.oof_scores[in0])
+    assert not np.array_equal(fit.crossfit.oof_scores[~in0], again.crossfit.oof_scores[~in0])
+
+
+def _scrambled_copy(root: Path, dest: Path, fold: int) -> set:
+    """Copy the generated data to ``dest`` with new random labels for the pool videos of ``fold``."""
+    import shutil
+
+    from producers.data.examples import VideoExample, decode_video, encode_video
+    from producers.data.tfrecord_io import iter_payloads, write_tfrecord
+
+    pool, _ = _pool_and_eval(root)
+    changed = set(pool[fold_of(pool, K) == fold])
+    shutil.copytree(root / "data", dest / "data")
+    rng = np.random.default_rng(7)
+
+    def rewrite(path):
+        for payload in iter_payloads(path):
+            ex = decode_video(payload)
+            if ex.id in changed:
+                ex = VideoExample(ex.id, np.sort(rng.choice(C, size=rng.integers(1, 4), replace=False)),
+                                  ex.mean_rgb, ex.mean_audio)
+            yield encode_video(ex)
+
+    for path in sorted((root / "data" / "video").glob("train-*.tfrecord")):
+        write_tfrecord(dest / "data" / "video" / path.name, rewrite(path))
+    return changed
+
+
+def test_a_producer_folds_labels_never_reach_its_out_of_fold_rows(root, trained, tmp_path):
+    """Producer level: new labels for the pool videos of fold 0, every fold model retrained: the oof
+    store's fold-0 rows (fold model 0's predictions) are unchanged, the other folds' rows are not
+    (their models trained on the new labels). Fold 0's labels reach neither its model's weights,
+    nor its dev videos (early stopping), nor its class prior."""
+    changed = _scrambled_copy(root, tmp_path, fold=0)
+    job = _job(tmp_path, "mlp-k3")
+    assert produce(["train", str(job), "--quiet"]) == 0
+    assert produce(["predict", str(job), "--quiet"]) == 0
+    labels = read_labels(tmp_path / "runs" / "labels" / "labels.oof.h5")
+    first = read_labels(root / "runs" / "labels" / "labels.oof.h5").reindex(labels.ids)
+    differs = {i for i, a, b in zip(labels.ids, labels.lists(), first.lists()) if not np.array_equal(a, b)}
+    assert differs and differs <= changed  # the copy really has new labels, and only in fold 0
+    with open_store(root / "runs" / "predictions" / "mlp-k3.oof.full.h5") as s:
+        before = s.read()
+    with open_store(tmp_path / "runs" / "predictions" / "mlp-k3.oof.full.h5") as s:
+        after = s.read().reindex(before.ids)
+    in0 = fold_of(before.ids, K) == 0
+    np.testing.assert_array_equal(after.scores[in0], before.scores[in0])
+    assert np.abs(after.scores[~in0] - before.scores[~in0]).max() > 1e-4

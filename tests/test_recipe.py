@@ -314,3 +314,13 @@ def test_missing_device_and_failed_run_leave_nothing(tmp_path, capsys):
     assert main(["train", str(cfg), "--quiet"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "runs").exists()  # no stray run dir, config.json or train.log
+
+
+def test_out_of_fold_and_distill_examples_load():
+    """configs/oof (a `[train] folds` job) and configs/distill (a `[distill]` job) are valid jobs."""
+    repo = Path(__file__).resolve().parents[1] / "configs"
+    oof = load_config(repo / "oof" / "mlp.toml")
+    assert oof.train.folds == 5 and oof.train.pool == ["train", "heldout"] and oof.predict.fold_eval == "mean"
+    student = load_config(repo / "distill" / "mlp_student.toml")
+    assert student.distill is not None and student.distill.teacher[0].endswith(".oof.full.h5")
+    assert student.train.folds == 0
