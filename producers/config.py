@@ -41,7 +41,8 @@ Example (relative paths are relative to the config file's directory)::
     device = "auto"
     amp = true                        # used on CUDA only
     workers = 0
-    frames = "crop"                   # frame-level input: crop | all | sample (producers.crops)
+    frames = "crop"                   # frame-level input: crop | all | sample (producers.crops); default:
+                                      # the input of the model's paper (`produce models`), else crop
     num_frames = 300                  # frames = "sample": frames drawn per video
     folds = 0                         # K >= 2: K fold models over the pool (out-of-fold stacking, see below)
     pool = ["train", "heldout"]       # folds > 0: the labelled splits the fold models share out
@@ -162,7 +163,8 @@ class TrainConfig(Recipe):
     device: str = "auto"
     amp: bool = True
     workers: int = 0
-    frames: str = "crop"      # frame level: "crop" (Zou's crops), "all" (<= 300 frames), "sample" (num_frames)
+    frames: str | None = None  # frame level: "crop" (Zou's crops), "all" (<= 300 frames), "sample" (num_frames);
+    #                            None: the input the model's paper used (its registry entry), else "crop"
     num_frames: int = 300     # frames = "sample": frames per video (random in training, evenly spaced at prediction)
     folds: int = 0            # K >= 2: K fold models over the pool (module docstring)
     pool: list[str] = field(default_factory=lambda: ["train", "heldout"])
@@ -444,6 +446,8 @@ def config_from_dict(raw: dict, *, path: str | Path = "<config>", base_dir: str 
         raise InputError(f"[train] {err}", path) from None
     from .crops import FRAME_MODES
 
+    if train.frames is None:   # the paper's input, never silently another paper's crops
+        train.frames = (get_entry(model.name).frames or "crop") if data.level == "frame" else "crop"
     if train.frames not in FRAME_MODES:
         raise InputError(f"[train] frames must be one of {', '.join(map(repr, FRAME_MODES))}, "
                          f"got {train.frames!r}", path)

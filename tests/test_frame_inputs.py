@@ -90,6 +90,15 @@ def test_config_rejects_bad_frames(tmp_path, frame_data, train, message):
         load_config(path)
 
 
+@pytest.mark.parametrize("model", ["dbof", "attention_bigru", "lstm", "ln_lstm"])
+def test_a_job_without_frames_gets_its_papers_input(tmp_path, model):
+    """Unset ``[train] frames`` is the input the model's paper used (its registry entry), not Zou's crops."""
+    from producers.models import get_entry
+    path = tmp_path / "j.toml"
+    path.write_text(f'[model]\nname = "{model}"\n[data]\ntrain = "x-*.tfrecord"\nlevel = "frame"\n')
+    assert load_config(path).train.frames == (get_entry(model).frames or "crop")
+
+
 def test_video_level_job_rejects_frames(tmp_path):
     path = tmp_path / "v.toml"
     path.write_text('[model]\nname = "moe"\n[data]\ntrain = "x-*.tfrecord"\n[train]\nframes = "all"\n')
@@ -117,7 +126,8 @@ def test_crop_mean_store_follows_zous_rule(tmp_path, frame_data):
     from predictions.store import open_store
     from producers.crops import crop_mean
 
-    cfg = _job(tmp_path, frame_data, "").read_text().replace("top_k = 0", "top_k = 0\ncrops = 3\ncrop_top_k = 2")
+    cfg = _job(tmp_path, frame_data, 'frames = "crop"').read_text().replace("top_k = 0",
+                                                                           "top_k = 0\ncrops = 3\ncrop_top_k = 2")
     path = tmp_path / "zou.toml"
     path.write_text(cfg, encoding="utf-8")
     assert main(["train", str(path), "--quiet"]) == 0

@@ -210,6 +210,7 @@ dev_fraction = 0.2
 [train]
 epochs = 1
 batch_size = 8
+frames = "crop"   # dbof's paper samples frames; this test is about crops
 [predict]
 top_k = 0
 """)
