@@ -47,7 +47,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from predictions.errors import InputError
-from predictions.params import check_params
+from predictions.params import MAX_SEED, Check, Num, check_params
 from predictions.types import Labels, Predictions
 
 from .candidates import Candidates
@@ -60,6 +60,16 @@ __all__ = ["Combiner", "NotFittedError", "register_combiner", "combiner_class", 
 class NotFittedError(ValueError, AttributeError):
     """A combiner was used before ``fit`` (a programming error; same bases as scikit-learn's)."""
 
+
+
+def _check_seed(name: str, value) -> None:
+    if value is None or isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return
+    Num(lo=0, hi=MAX_SEED, integer=True).check(name, value)
+
+
+#: Rules every combiner shares (a scheme's own ``_parameter_constraints`` win).
+COMMON_CONSTRAINTS = {"random_state": Check(_check_seed, f"None, a numpy Generator or an integer in [0, {MAX_SEED}]")}
 
 class Combiner:
     """Base class of every ensembling scheme; see the module docstring."""
@@ -162,9 +172,14 @@ class Combiner:
         return f"{type(self).__name__}({', '.join(shown)})"
 
     # --- for subclasses ---------------------------------------------------
+    @classmethod
+    def parameter_rules(cls) -> dict:
+        """Every parameter's rule: the scheme's ``_parameter_constraints`` over the shared ones (the seed)."""
+        return {**COMMON_CONSTRAINTS, **cls._parameter_constraints}
+
     def _validate(self) -> None:
         """Raise InputError for invalid parameters (called first thing in fit)."""
-        check_params(self, self._parameter_constraints, prefix=f"{self.name or type(self).__name__}: ")
+        check_params(self, self.parameter_rules(), prefix=f"{self.name or type(self).__name__}: ")
         self._check()
 
     def _check(self) -> None:

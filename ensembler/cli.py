@@ -533,7 +533,7 @@ def _plain(text: str) -> str:
 
 def _scheme_details(args, cls) -> dict:
     import inspect
-    rules = getattr(cls, "_parameter_constraints", {})
+    rules = cls.parameter_rules()
     params = []
     for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
