@@ -329,6 +329,12 @@ def test_a_closed_pipe_ends_quietly(cmd):
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
 
 
+def test_evaluate_json_into_a_closed_pipe_ends_quietly(run):
+    p = _sh(f"{sys.executable} -m ensembler.cli evaluate --members {run['predictions']} --labels {run['labels']} "
+            "--json | head -c 1 >/dev/null")
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
 def test_version_flags():
     from predictions import __version__
     for module, prog in (("ensembler.cli", "ensemble"), ("producers.cli", "produce")):
