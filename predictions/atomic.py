@@ -361,6 +361,10 @@ def atomic_path(target: str | os.PathLike, suffix: str = "", *, what: str = "out
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``target`` atomically and return the path."""
+    if isinstance(target, bytes) or not isinstance(target, (str, os.PathLike)):
+        raise InputError(f"path must be a str or os.PathLike, got {type(target).__name__}")
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str, got {type(text).__name__}", target)
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(target)

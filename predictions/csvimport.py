@@ -52,8 +52,9 @@ from pathlib import Path
 
 from .csvio import read_predictions_csv
 from .errors import InputError
-from .paths import check_input_file, expand_paths
-from .storeformat import check_name
+from .params import Num
+from .paths import as_path, check_input_file, expand_paths
+from .storeformat import MAX_CLASSES, check_name
 from .storewriter import StoreWriter
 
 __all__ = ["CSV_SPLITS", "CACHE_VERSION", "PRUNE_DAYS", "member_of_csv", "import_csv", "default_cache_dir",
@@ -91,7 +92,9 @@ def import_csv(csv, out, *, model: str, split: str, num_classes: int, staging=No
     appears on the set's commit; otherwise it is written atomically on its own. InputError naming
     the CSV (and line) for bad input; nothing is written then.
     """
-    check_input_file(Path(csv), "a CSV file")  # a FIFO would block, a directory is no CSV
+    csv = as_path(csv, "csv")
+    check_input_file(csv, "a CSV file")  # a FIFO would block, a directory is no CSV
+    out = as_path(out, "out")
     pred = read_predictions_csv(csv, num_classes)
     if len(pred) == 0:
         raise InputError("no video rows after the header: nothing to import", csv)
@@ -128,7 +131,8 @@ def content_digest(path) -> tuple[str, int]:
     57 MB member CSV costs about a tenth of its import (see the closing note of issue 25).
     InputError naming the file when it cannot be read.
     """
-    check_input_file(Path(path), "a CSV file")
+    path = as_path(path)
+    check_input_file(path, "a CSV file")
     h = hashlib.sha256()
     size = 0
     buf = bytearray(_HASH_BLOCK)
@@ -157,12 +161,13 @@ def cached_store(csv, *, num_classes: int, cache_dir=None, model: str | None = N
 
     ``model`` and ``split`` default to :func:`member_of_csv`. See the module doc for the cache.
     """
-    csv = Path(csv)
+    csv = as_path(csv, "csv")
+    _check_classes(num_classes, csv)
     if model is None or split is None:
         m, s = member_of_csv(csv)
         model, split = model or m, split or s
     where, key = _key(csv, model, split, num_classes)
-    d = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    d = as_path(cache_dir, "cache_dir") if cache_dir is not None else default_cache_dir()
     entry = d / where / f"{model[:64]}.{split[:32]}.{key}.h5"  # (readable, and short enough for any file system)
     if entry.is_file():
         with contextlib.suppress(OSError):  # a read-only cache still serves its entries
@@ -180,6 +185,14 @@ def cached_store(csv, *, num_classes: int, cache_dir=None, model: str | None = N
         raise InputError("the file changed while it was being imported; run again once it is complete", csv)
     _prune(entry)
     return entry, True
+
+
+def _check_classes(num_classes, path) -> None:
+    """num_classes an integer (never a bool, NaN or a float) in [1, MAX_CLASSES], before any file is read."""
+    try:
+        Num(1, MAX_CLASSES, integer=True).check("num_classes", num_classes)
+    except InputError as err:
+        raise InputError(err.problem, path) from None
 
 
 def _prune(entry: Path) -> None:
@@ -202,7 +215,9 @@ def stores_of_members(patterns, *, num_classes: int | None, cache_dir=None, prog
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
-    texts = [os.fspath(p) for p in patterns]
+    if not isinstance(patterns, (list, tuple)):
+        raise InputError(f"members must be a path or a list of paths, got {type(patterns).__name__}")
+    texts = [os.fspath(as_path(p, "member")) for p in patterns]
     # a pattern ending in .csv (a file or a glob; never a directory) stands for CSVs
     groups = [expand_paths([t], suffix=".csv") if is_csv(t) and not os.path.isdir(t) else t for t in texts]
     csvs = [c for g in groups if isinstance(g, list) for c in g]
@@ -222,13 +237,19 @@ def stores_of_members(patterns, *, num_classes: int | None, cache_dir=None, prog
         from tqdm.auto import tqdm
         bar = tqdm(total=len(csvs), unit="csv", desc="CSV members (cache)")
     store_of = {}
-    for c in csvs:
-        path, imported = cached_store(c, num_classes=num_classes, cache_dir=cache_dir)
-        if imported and log is not None:
-            log(f"imported {c} -> {path}")
-        store_of[c] = str(path)
-        if bar is not None:
-            bar.update(1)
+    try:
+        for c in csvs:
+            path, imported = cached_store(c, num_classes=num_classes, cache_dir=cache_dir)
+            if imported and log is not None:
+                log(f"imported {c} -> {path}")
+            store_of[c] = str(path)
+            if bar is not None:
+                bar.update(1)
+    except BaseException:
+        if bar is not None:   # cleared, not left drawn: the error is the last thing the user sees
+            bar.leave = False
+            bar.close()
+        raise
     if bar is not None:
         bar.close()
     out: list[str] = []

@@ -140,9 +140,13 @@ def write_submission(path: str | os.PathLike, pred: Predictions, top: int = 20,
     top : pairs per row.
     precision : decimals of each score, 0..12, formatted as ``"%.{p}f"``.
     """
-    if not isinstance(top, int) or top < 1:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if not isinstance(pred, Predictions):
+        raise InputError(f"write_submission expects a Predictions object, got {type(pred).__name__}", path)
+    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise InputError(f"top must be a positive integer, got {top!r}", path)
-    if not isinstance(precision, int) or not 0 <= precision <= 12:
+    if not isinstance(precision, int) or isinstance(precision, bool) or not 0 <= precision <= 12:
         raise InputError(f"precision must be an integer in 0..12, got {precision!r}", path)
     ids = as_ids(pred.ids)
     bad = np.char.find(ids, ",") >= 0
@@ -440,6 +444,7 @@ def read_predictions_csv(path: str | os.PathLike, num_classes: int, *, k: int | 
     submission (:func:`read_submission`); any other header (``VideoId, Label`` with a space
     included) is an InputError naming both.
     """
+    _check_args(path, num_classes, k)
     with CsvText(path) as text:
         header = text.header.strip()
     if header not in (RANK_HEADER, SUBMISSION_HEADER):

@@ -90,6 +90,8 @@ class CsvText:
     """
 
     def __init__(self, path: str | os.PathLike, block_bytes: int | None = None):
+        if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         self.path = path
         self.block_bytes = max(int(block_bytes or BLOCK_BYTES), 16)
         check_input_file(Path(os.fspath(path)), "a CSV file")  # never open a FIFO (it blocks) or a device

@@ -15,7 +15,7 @@ from .atomic import atomic_path
 from .errors import InputError
 from .h5checks import attr_str, check_dataset, check_id_width, h5_error
 from .ids import check_unique, decode_ids, encode_ids
-from .paths import check_input_file
+from .paths import as_path, check_input_file
 from .storeformat import FORMAT_VERSION, MAX_CLASSES, check_name
 from .storewriter import h5_bytes, h5_output
 from .types import Labels
@@ -25,7 +25,9 @@ KIND = "labels"
 
 def write_labels(path, labels: Labels, *, split: str, source: str = "") -> Path:
     """Write ``labels`` to ``path`` atomically (validated first); return the path."""
-    path = Path(path)
+    path = as_path(path, "labels path")
+    if not isinstance(labels, Labels):
+        raise InputError(f"write_labels expects a Labels object, got {type(labels).__name__}", path)
     check_name("split", split, path)
     if not 1 <= labels.num_classes <= MAX_CLASSES:
         raise InputError(f"num_classes must be in [1, {MAX_CLASSES}], got {labels.num_classes}", path)
@@ -64,7 +66,7 @@ def _check_csr(indptr: np.ndarray, indices: np.ndarray, num_classes: int, path) 
 
 def read_labels(path) -> Labels:
     """Read and validate a labels file; every problem is a one-line InputError naming the file."""
-    path = Path(path)
+    path = as_path(path, "labels path")
     check_input_file(path, "a labels file (.h5)")
     try:
         with h5py.File(path, "r") as f:

@@ -13,12 +13,21 @@ from pathlib import Path
 from .atomic import file_kind
 from .errors import InputError
 
-__all__ = ["check_input_file", "expand_paths"]
+__all__ = ["as_path", "check_input_file", "expand_paths"]
+
+
+def as_path(value, name: str = "path") -> Path:
+    """``value`` as a Path; a one-line InputError unless it is a str or an os.PathLike (an int, None,
+    a list: a wrong-typed argument of the Python API, refused before anything is opened)."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise InputError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    return Path(os.fspath(value))
 
 
 def check_input_file(path: Path, expected: str) -> None:
     """InputError unless ``path`` is a regular file (after symbolic links): never open a FIFO
     (it would block), a device or a directory as a store or labels file."""
+    path = as_path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:

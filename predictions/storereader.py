@@ -16,7 +16,7 @@ import numpy as np
 from .errors import InputError
 from .h5checks import attr_str, check_dataset, check_id_width, h5_error, json_object
 from .ids import shared_ids
-from .paths import check_input_file
+from .paths import as_path, check_input_file
 from .storeformat import (FORMAT_VERSION, KIND, MAX_CLASSES, READ_ROWS, REQUIRED_ATTRS, Checksum, StoreMeta,
                           check_crop, check_name, check_rows)
 from .types import Predictions
@@ -35,7 +35,7 @@ class StoreReader:
     """
 
     def __init__(self, path):
-        self.path = Path(path)
+        self.path = as_path(path, "store path")
         self._file = None
         self._stream: Checksum | None = None   # see begin_verify
         self._stream_pos = 0

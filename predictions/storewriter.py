@@ -16,6 +16,7 @@ import numpy as np
 from .atomic import atomic_path, check_free, release_reserve, reserve_space, target_of_temp, why
 from .errors import InputError
 from .ids import check_unique, encode_ids
+from .paths import as_path
 from .storeformat import (FORMAT_VERSION, KIND, MAX_CLASSES, SCORE_DTYPES, Checksum, check_crop, check_name,
                           check_rows, show)
 from .types import Predictions, as_ids
@@ -112,7 +113,7 @@ class StoreWriter:
     def __init__(self, path, *, ids, num_classes: int, k: int | None, model: str, split: str,
                  crop: str = "full", config: dict | None = None, extra: dict | None = None,
                  dtype: str = "float32", compression: str | None = None, atomic: bool = True):
-        self.path = Path(path)
+        self.path = as_path(path, "store path")
         self.atomic = atomic
         self.ids = as_ids(ids)
         self._raw_ids = encode_ids(self.ids, self.path)
@@ -270,6 +271,9 @@ def write_store(path, preds: Predictions, *, model: str, split: str, crop: str =
     range, top-k rows sorted by descending score); any problem is an InputError
     and nothing is written. See :class:`StoreWriter` for the parameters.
     """
+    if not isinstance(preds, Predictions):
+        raise InputError(f"write_store expects a Predictions object, got {type(preds).__name__}",
+                         as_path(path, "store path"))
     with StoreWriter(path, ids=preds.ids, num_classes=preds.num_classes, k=preds.k, model=model,
                      split=split, crop=crop, config=config, extra=extra, dtype=dtype,
                      compression=compression) as w:

@@ -14,6 +14,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from predictions.errors import InputError
+from predictions.params import Num
+from predictions.storeformat import MAX_CLASSES
 from predictions.types import Labels, as_ids
 
 from .examples import FrameExample, VideoExample, decode_frame, decode_video, decode_video_id, decode_video_id_labels
@@ -35,6 +37,11 @@ def expand_shards(patterns: Patterns) -> list[Path]:
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
+    patterns = list(patterns) if hasattr(patterns, "__iter__") and not isinstance(patterns, bytes) else patterns
+    if not isinstance(patterns, list) or not all(
+            isinstance(p, (str, os.PathLike)) and not isinstance(p, bytes) for p in patterns):
+        raise InputError(f"shards must be a path or a list of paths (str or os.PathLike), got "
+                         f"{type(patterns).__name__}")
     found: set[Path] = set()
     for pattern in patterns:
         text = os.fspath(pattern)
@@ -116,8 +123,7 @@ def iter_video(patterns: Patterns, *, progress: bool = False) -> Iterator[VideoE
 def iter_frame(patterns: Patterns, *, max_frames: int | None = 300,
                progress: bool = False) -> Iterator[FrameExample]:
     """Stream the dequantised :class:`FrameExample` records (first ``max_frames`` frames each)."""
-    if max_frames is not None and max_frames < 1:
-        raise InputError(f"max_frames must be >= 1, got {max_frames}")
+    Num(1, 1 << 20, integer=True, none=True).check("max_frames", max_frames)
     return _iter_decoded(patterns, lambda p: decode_frame(p, max_frames=max_frames), progress)
 
 
@@ -166,8 +172,9 @@ def load_video_level(patterns: Patterns, *, ids=None, num_classes: int = 3862, p
     (training shards): InputError naming a shard in which no video has a label,
     or a shard and record without a ``labels`` feature.
     """
-    if num_classes < 1:
-        raise InputError(f"num_classes must be >= 1, got {num_classes}")
+    Num(1, MAX_CLASSES, integer=True).check("num_classes", num_classes)  # never a bool, NaN, str or 10**12
+    if ids is not None and (isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__")):
+        raise InputError(f"ids must be a collection of video ids, got {type(ids).__name__}")
     keep = None if ids is None else set(_id_list(ids))
     seen: dict[str, Path] = {}
     out_ids: list[str] = []

@@ -40,6 +40,12 @@ def masked_crc(data: bytes) -> int:
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
 
 
+def _as_path(path) -> Path:
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(os.fspath(path))
+
+
 def iter_payloads(path: str | os.PathLike) -> Iterator[bytes]:
     """Yield the payload bytes of each record of the TFRecord file ``path``, in order.
 
@@ -48,7 +54,7 @@ def iter_payloads(path: str | os.PathLike) -> Iterator[bytes]:
     truncated record, a CRC mismatch or an absurd length, and
     ``"<path>: cannot read (...)"`` when the file cannot be opened.
     """
-    path = Path(path)
+    path = _as_path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -101,10 +107,15 @@ def write_tfrecord(path: str | os.PathLike, payloads: Iterable[bytes]) -> int:
     The file appears only once complete: an exception while iterating
     ``payloads`` leaves no file (and keeps any previous file at ``path``).
     """
+    path = _as_path(path)
+    if isinstance(payloads, (str, bytes)) or not hasattr(payloads, "__iter__"):
+        raise InputError(f"payloads must be an iterable of bytes, got {type(payloads).__name__}", path)
     count = 0
     with atomic_path(path) as tmp:
         with open(tmp, "wb", buffering=_BUFFER) as fh:
             for payload in payloads:
+                if not isinstance(payload, (bytes, bytearray, memoryview)):
+                    raise InputError(f"record {count}: a payload must be bytes, got {type(payload).__name__}", path)
                 payload = bytes(payload)
                 length = struct.pack("<Q", len(payload))
                 fh.write(length)
