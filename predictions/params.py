@@ -85,8 +85,10 @@ class Num:
                   and _finite_or_inf(value, self.inf))
         if not ok:
             what = "an integer" if self.integer else "a number" if self.inf else "a finite number"
-            if self.integer and is_integer(value):
-                what = f"an integer of at most {MAX_INT}"
+            if self.integer and is_integer(value):   # beyond int64: state the rule's own range where it has one
+                what = self.describe() if (self.lo is not None or self.hi is not None) else \
+                    f"an integer of at most {MAX_INT}"
+                raise InputError(f"{name} must be {what}, got {_short(value)}")
             raise InputError(f"{name} must be {what}{' or None' if self.none else ''}, got {_short(value)}")
         lo_bad = self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo))
         hi_bad = self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi))

@@ -78,6 +78,16 @@ def row_index(ids: np.ndarray, wanted: np.ndarray, what: str = "ids") -> np.ndar
     return found.astype(np.int64)
 
 
+
+def _check_class_count(num_classes) -> None:
+    from .params import Num
+    from .storeformat import MAX_CLASSES
+    Num(lo=1, hi=MAX_CLASSES, integer=True).check("num_classes", num_classes)
+
+
+def _kind(x) -> str:
+    return f"{type(x).__name__} of dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+
 @dataclass(frozen=True)
 class Predictions:
     """Scores of ``n`` videos over ``num_classes`` classes, keyed by ``ids``.
@@ -97,6 +107,12 @@ class Predictions:
 
     def __post_init__(self):
         object.__setattr__(self, "ids", as_ids(self.ids))
+        _check_class_count(self.num_classes)
+        if not isinstance(self.scores, np.ndarray) or self.scores.dtype.kind not in "fiu":
+            raise InputError(f"scores must be a numeric numpy array, got {_kind(self.scores)}")
+        if self.indices is not None and (not isinstance(self.indices, np.ndarray)
+                                         or self.indices.dtype.kind not in "iu"):
+            raise InputError(f"indices must be an integer numpy array or None, got {_kind(self.indices)}")
         n = len(self.ids)
         if self.scores.ndim != 2 or self.scores.shape[0] != n:
             raise InputError(f"scores must have shape (n={n}, k or C), got {self.scores.shape}")
@@ -190,6 +206,7 @@ class Labels:
 
     def __post_init__(self):
         object.__setattr__(self, "ids", as_ids(self.ids))
+        _check_class_count(self.num_classes)
         object.__setattr__(self, "indptr", np.asarray(self.indptr, dtype=np.int64))
         object.__setattr__(self, "indices", np.asarray(self.indices, dtype=np.int32))
         if len(self.indptr) != len(self.ids) + 1:

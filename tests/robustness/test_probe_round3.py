@@ -403,3 +403,25 @@ def test_produce_train_into_a_read_only_run_dir(small_data, tmpfs, capsys):  # n
     capsys.readouterr()
     rc = produce(["train", str(job)])
     assert_clear_error(rc, capsys.readouterr().err, "produce", str(tmpfs))
+
+
+# --------------------------------------------------------------------------- item 3: long fits show progress
+
+@pytest.mark.parametrize("scheme", ["caruana", "lr", "auto"])
+def test_a_learned_fit_shows_progress_per_fold_and_its_bound_is_documented(tmp_path, scheme):
+    """A learned scheme's cross-fit is the long part of a build: it has a bar (count, rate, ETA) per fold;
+    caruana's n_iterations is bounded (and says so in ``ensemble schemes caruana``)."""
+    d = tmp_path / "m"
+    for m in ("m0", "m1"):
+        for split in ("heldout", "test"):
+            make_store(d / f"{m}.{split}.full.h5", n=40, model=m, split=split, seed=int(m[1]))
+    make_labels(tmp_path / "labels" / "labels.heldout.h5", ids_of(40))
+    p = subprocess.run([sys.executable, "-m", "ensembler.cli", "build", "--weights", scheme, "--members", str(d),
+                        "--labels", str(tmp_path / "labels"), "--folds", "2", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr
+    bars = [line for line in p.stderr.replace("\r", "\n").splitlines() if "fold/s" in line or "fold]" in line]
+    assert any("2/2" in line for line in bars), p.stderr[-1000:]
+    listing = subprocess.run([sys.executable, "-m", "ensembler.cli", "schemes", "caruana"], capture_output=True,
+                             text=True, cwd=REPO, timeout=60).stdout
+    assert "n_iterations" in listing and "<= 100000" in listing
