@@ -354,7 +354,7 @@ def analyse(members, labels, *, split: str = "eval", builds=(), vocabulary=None,
         raise InputError(f"k must be a positive integer, got {k!r}")
     k = int(k)
     vocab = _vocabulary(vocabulary)
-    bar = tqdm(total=6, desc="report", unit="step", disable=not progress)
+    bar = tqdm(total=6, desc="report", unit="step", disable=not progress, leave=False)  # cleared: an error is last
     try:
         bar.set_postfix_str("scoring")
         analysis, truth = collect(members, labels, split=split, builds=builds, k=k)

@@ -405,6 +405,33 @@ def test_produce_train_into_a_read_only_run_dir(small_data, tmpfs, capsys):  # n
     assert_clear_error(rc, capsys.readouterr().err, "produce", str(tmpfs))
 
 
+def test_produce_train_checkpoints_onto_a_full_disk(small_data, tmpfs, capsys):  # noqa: F811
+    """The run_dir fills up while training writes its first checkpoint: one line naming the path, no temp file."""
+    from producers.cli import main as produce
+    job = job_toml(tmpfs.parent / "job.toml", small_data / "video" / "train-*.tfrecord", run_dir=str(tmpfs / "runs"))
+    _fill(tmpfs, leave=4096)
+    capsys.readouterr()
+    rc = produce(["train", str(job), "--quiet"])
+    err = capsys.readouterr().err
+    assert_clear_error(rc, err, "produce", str(tmpfs))
+    assert "No space left on device" in err or "not enough free space" in err or "full" in err, err
+    assert not [q for q in tmpfs.rglob("*") if q.is_file() and q.name != "filler" and q.suffix in (".pt", ".tmp")]
+
+
+@pytest.mark.skipif(subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode != 0,
+                    reason="the report needs matplotlib ([report])")
+def test_ensemble_report_onto_a_full_disk(tmp_path, tmpfs):  # noqa: F811
+    d = tmp_path / "m"
+    for m in ("m0", "m1"):
+        make_store(d / f"{m}.eval.full.h5", n=40, model=m, split="eval", seed=int(m[1]))
+    make_labels(tmp_path / "labels" / "labels.eval.h5", ids_of(40), split="eval")
+    _fill(tmpfs)
+    p = subprocess.run([sys.executable, "-m", "ensembler.cli", "report", "--members", str(d), "--labels",
+                        str(tmp_path / "labels"), "--split", "eval", "--out", str(tmpfs / "report"), "--quiet"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    _assert_refused(p, tmpfs, "ensemble", str(tmpfs))
+
+
 # --------------------------------------------------------------------------- item 3: long fits show progress
 
 @pytest.mark.parametrize("scheme", ["caruana", "lr", "auto"])
