@@ -143,3 +143,31 @@ def test_noise_controls_difficulty(tmp_path):
         return float(np.mean(aucs))
     easy, hard = held_out_auc(0.1), held_out_auc(2.0)
     assert easy > hard + 0.02 and easy > 0.8
+
+
+# Measured on the real data by `python scripts/calibrate_generator.py --out DIR` (2026-12-08): the first 21
+# official 2018 validate shards, validate0000-0020 (6,231 videos) in ../shared/data/yt8m2018-video-validate.
+# Kept here so that the generator is checked without the real data.
+REAL_LABELS_PER_VIDEO = 2.99
+REAL_LABEL_COUNT_SHARE = [0.2605, 0.2179, 0.1765, 0.1584, 0.0905, 0.044, 0.026, 0.0262]  # 1, 2, ..., 7, 8+ labels
+REAL_CLASS_SHARE = {10: 0.0393, 100: 0.0040, 1000: 0.00032}  # share of videos holding the class of that rank
+REAL_RGB_STD_MEAN, REAL_AUDIO_STD_MEAN = 0.457, 0.682        # per-dimension std of mean_rgb / mean_audio, averaged
+# members trained the same way on both (scripts/calibrate_generator.py MEMBERS: LR, MLP 1x512, audio-only MLP;
+# heldout 1500, eval 1500, 20 epochs): eval GAP@20 lr 0.5526, mlp 0.5758, mlp_audio 0.3381, mlp_rgb 0.5513
+REAL_MLP_MINUS_LR, REAL_AUDIO_MINUS_LR = 0.0232, -0.2144
+
+
+def test_calibrated_against_the_real_shards(tmp_path):
+    """Label counts, class-frequency curve and feature scales land near the real ones (docs/generator.md)."""
+    res = generate(tmp_path, n_train=6000, n_test=0, shards=2, seed=0)
+    _, X, labels = load_video_level(res["shards"]["video"]["train"])
+    counts = labels.counts()
+    assert abs(counts.mean() - REAL_LABELS_PER_VIDEO) < 0.2
+    share = np.bincount(np.minimum(counts, 8), minlength=9)[1:] / len(counts)
+    assert np.abs(share - REAL_LABEL_COUNT_SHARE).max() < 0.06
+    freq = np.sort(np.bincount(labels.indices, minlength=3862))[::-1] / len(counts)
+    for rank, real in REAL_CLASS_SHARE.items():
+        assert real / 2 < freq[rank - 1] < real * 2, (rank, freq[rank - 1], real)
+    rgb_std, audio_std = X[:, :1024].std(0).mean(), X[:, 1024:].std(0).mean()
+    assert abs(rgb_std / REAL_RGB_STD_MEAN - 1) < 0.3 and abs(audio_std / REAL_AUDIO_STD_MEAN - 1) < 0.3
+    assert np.abs(X.mean(0)).mean() < 0.1  # centred like the PCA'd real features
