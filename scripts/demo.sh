@@ -26,4 +26,14 @@ ensemble evaluate --members "$RUN/predictions" --labels "$RUN/labels" --split te
 ensemble submit "$RUN/predictions/ens-caruana.test.full.h5" --out "$RUN/submission.csv"   # the best estimate
 ensemble report --members "$RUN/predictions" --labels "$RUN/labels" --split eval --builds "$RUN/predictions" \
   --vocabulary "$RUN/data/vocabulary.csv" --out "$RUN/report"
-echo "done: submission $RUN/submission.csv, report $RUN/report/index.html"
+# The everyday blend from Kaggle CSVs: each member's heldout and test predictions as a user has them
+# (MODEL.heldout.csv, MODEL.csv), one command fits on heldout, applies to test and writes the checked submission
+mkdir -p "$RUN/csv"
+for m in lr mlp mlp_audio mlp_rgb; do
+  ensemble submit "$RUN/predictions/$m.heldout.full.h5" --any-split --out "$RUN/csv/$m.heldout.csv" --quiet
+  ensemble submit "$RUN/predictions/$m.test.full.h5" --out "$RUN/csv/$m.csv" --quiet
+done
+ensemble build --weights=lr --members "$RUN"/csv/*.csv --labels "$RUN/labels/labels.heldout.h5" \
+  --out "$RUN/blend" --submit "$RUN/blend-submission.csv"
+ensemble evaluate --members "$RUN/blend" --labels "test=$RUN/data/test_truth.csv" --split test   # a truth CSV
+echo "done: submission $RUN/submission.csv, report $RUN/report/index.html, CSV blend $RUN/blend-submission.csv"
