@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import AlignmentError, InputError
+from .params import Num
+from .storeformat import MAX_CLASSES
 
 
 def as_ids(ids) -> np.ndarray:
@@ -79,10 +81,11 @@ def row_index(ids: np.ndarray, wanted: np.ndarray, what: str = "ids") -> np.ndar
 
 
 
+#: num_classes of Predictions and Labels: what a store can hold.
+_CLASS_COUNT = Num(lo=1, hi=MAX_CLASSES, integer=True)
+
 def _check_class_count(num_classes) -> None:
-    from .params import Num
-    from .storeformat import MAX_CLASSES
-    Num(lo=1, hi=MAX_CLASSES, integer=True).check("num_classes", num_classes)
+    _CLASS_COUNT.check("num_classes", num_classes)
 
 
 def _kind(x) -> str:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import crc32c
 
 from predictions.atomic import atomic_path, file_kind
 from predictions.errors import InputError
+from predictions.paths import as_path
 
 _HEADER = struct.Struct("<QI")
 _U32 = struct.Struct("<I")
@@ -40,12 +40,6 @@ def masked_crc(data: bytes) -> int:
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _as_path(path) -> Path:
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise InputError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    return Path(os.fspath(path))
-
-
 def iter_payloads(path: str | os.PathLike) -> Iterator[bytes]:
     """Yield the payload bytes of each record of the TFRecord file ``path``, in order.
 
@@ -54,7 +48,7 @@ def iter_payloads(path: str | os.PathLike) -> Iterator[bytes]:
     truncated record, a CRC mismatch or an absurd length, and
     ``"<path>: cannot read (...)"`` when the file cannot be opened.
     """
-    path = _as_path(path)
+    path = as_path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -107,7 +101,7 @@ def write_tfrecord(path: str | os.PathLike, payloads: Iterable[bytes]) -> int:
     The file appears only once complete: an exception while iterating
     ``payloads`` leaves no file (and keeps any previous file at ``path``).
     """
-    path = _as_path(path)
+    path = as_path(path)
     if isinstance(payloads, (str, bytes)) or not hasattr(payloads, "__iter__"):
         raise InputError(f"payloads must be an iterable of bytes, got {type(payloads).__name__}", path)
     count = 0

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from .conftest import C, REPO, assert_clear_error, ids_of, make_labels, make_store
+from .test_bounded import _RUN
 
 SLACK = 8 << 10   # bytes left free on the "full" tmpfs
 
@@ -56,19 +57,8 @@ def _left(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.name != "filler")
 
 
-_API = """
-import sys
-from predictions.errors import InputError
-try:
-    exec(compile(sys.argv[1], "<case>", "exec"))
-except InputError as err:
-    print(f"api: error: {err}", file=sys.stderr)
-    sys.exit(1)
-"""
-
-
 def _api(code: str):
-    return subprocess.run([sys.executable, "-c", _API, code], cwd=REPO, env=_env(), capture_output=True,
+    return subprocess.run([sys.executable, "-c", _RUN, code], cwd=REPO, env=_env(), capture_output=True,
                           text=True, timeout=120)
 
 

@@ -30,6 +30,7 @@ from predictions.types import Labels
 
 from .conftest import C, REPO, assert_clear_error, ids_of, job_toml, make_labels, make_store, special, topk_preds
 from .test_bounded import _refused
+from .test_csv_cache import _csv as _cache_csv
 from .test_full_disk import _api, _assert_refused, _fill, tmpfs  # noqa: F401  (tmpfs: the fixture)
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
@@ -143,11 +144,8 @@ def test_api_entry_point_with_a_wrong_type(case, files):
 
 # --------------------------------------------------------------------------- the cache and links
 
-def _csv(path: Path, rows: int = 200, score: str = "0.900000") -> Path:
-    body = "".join(f"v{i:05d},{i % C} {score if i == rows // 2 else '0.800000'} {(i + 1) % C} 0.500000\n"
-                   for i in range(rows))
-    path.write_text("VideoId,LabelConfidencePairs\n" + body)
-    return path
+def _csv(path: Path, score: str = "0.900000") -> Path:
+    return _cache_csv(path, rows=200, score=score)
 
 
 def test_two_hard_links_to_one_csv_are_two_members(tmp_path):
